@@ -1,0 +1,1 @@
+"""decaywatch: a real-time monitor for ML models that decay in production."""

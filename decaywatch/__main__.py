@@ -1,0 +1,3 @@
+from decaywatch.cli import main
+
+raise SystemExit(main())
