@@ -1,0 +1,63 @@
+"""Alert events: what the monitor says when an episode fires or resolves.
+
+The message is the lesson's: ``Model performance degraded significantly`` when
+an episode fires, ``Model performance is stable`` when it resolves.
+
+``alert_id`` is derived from the episode's identity (model, rule, and the
+ordinal of the labeled event that opened it), so a firing and its resolution
+share it, and a redelivered stream yields the same id again: consumers can
+deduplicate on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from typing import Any, Final
+
+DEGRADED_MESSAGE: Final = "Model performance degraded significantly"
+STABLE_MESSAGE: Final = "Model performance is stable"
+
+FIRING: Final = "firing"
+RESOLVED: Final = "resolved"
+
+
+def alert_id(model: str, rule: str, opened_at_ordinal: int) -> str:
+    """Stable id of one episode: the same inputs always give the same 16 hex digits."""
+    digest = hashlib.blake2b(f"{model}\x00{rule}\x00{opened_at_ordinal}".encode(), digest_size=8)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class AlertTransition:
+    """One firing or resolution, as the pure core sees it (no wall-clock time)."""
+
+    alert_id: str
+    model: str
+    status: str
+    rule: str
+    message: str
+    baseline_accuracy: float
+    baseline_date: str | None
+    accuracy: float
+    drop: float
+    threshold: float
+    floor: float | None
+    window: int
+    samples: int
+    event_time: float
+    source_index: int
+    """Position, in the batch handed to the monitor, of the event that triggered it."""
+
+    def to_event(self, emitted_at: float) -> dict[str, Any]:
+        """The alert event as published (JSON object), stamped with the time it was sent."""
+        event = asdict(self)
+        del event["source_index"]
+        event["event_time"] = _iso(self.event_time)
+        event["emitted_at"] = _iso(emitted_at)
+        return event
+
+
+def _iso(epoch_seconds: float) -> str:
+    return datetime.fromtimestamp(epoch_seconds, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,126 @@
+"""Monitoring policy: per model baseline, threshold, floor and windows.
+
+Read from a TOML document (``decaywatch monitor --config FILE``)::
+
+    [defaults]
+    threshold = 0.1          # alert when baseline - accuracy > 0.1
+    windows = [1000, 10000]  # count windows, in labeled events
+    min_samples = 500        # a rule judges a window only once it holds this many
+    learn_baseline_from = 1000
+
+    [models.churn-model]
+    baseline = 0.85
+    baseline_date = 2024-01-01
+    floor = 0.6
+
+Any model not listed gets ``[defaults]``; without a ``baseline`` it learns one
+from its first ``learn_baseline_from`` labeled events.  This module parses an
+already-loaded mapping: reading the file is the caller's job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """The configuration is not valid; the message names the key and the problem."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPolicy:
+    """How one model is judged."""
+
+    baseline: float | None = None
+    baseline_date: str | None = None
+    learn_baseline_from: int = 1000
+    threshold: float = 0.1
+    floor: float | None = None
+    windows: tuple[int, ...] = (1000, 10000)
+    rule_window: int | None = None
+    min_samples: int = 500
+    recovery_margin: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.baseline is not None and not 0.0 <= self.baseline <= 1.0:
+            raise ConfigError(f"baseline must be in [0, 1], not {self.baseline}")
+        if not 0.0 <= self.threshold < 1.0:
+            raise ConfigError(f"threshold must be in [0, 1), not {self.threshold}")
+        if self.floor is not None and not 0.0 <= self.floor < 1.0:
+            raise ConfigError(f"floor must be in [0, 1), not {self.floor}")
+        if not self.windows or any(type(w) is not int or w < 1 for w in self.windows):
+            raise ConfigError(f"windows must be positive whole numbers of labeled events, not {list(self.windows)}")
+        if self.rule_window is not None and self.rule_window not in self.windows:
+            raise ConfigError(f"rule_window {self.rule_window} is not one of the windows {list(self.windows)}")
+        if self.min_samples < 1 or self.min_samples > self.judged_window:
+            raise ConfigError(f"min_samples must be between 1 and the judged window ({self.judged_window}), not {self.min_samples}")
+        if self.learn_baseline_from < 1:
+            raise ConfigError(f"learn_baseline_from must be at least 1, not {self.learn_baseline_from}")
+        if not 0.0 <= self.recovery_margin < 1.0:
+            raise ConfigError(f"recovery_margin must be in [0, 1), not {self.recovery_margin}")
+
+    @property
+    def judged_window(self) -> int:
+        """The window the rules watch: ``rule_window``, else the smallest."""
+        return self.rule_window if self.rule_window is not None else min(self.windows)
+
+
+_POLICY_FIELDS = {f.name: f for f in dataclasses.fields(ModelPolicy)}
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorConfig:
+    """Policies for every model: per-model entries over shared defaults."""
+
+    defaults: ModelPolicy = field(default_factory=ModelPolicy)
+    models: Mapping[str, ModelPolicy] = field(default_factory=dict)
+
+    def policy_for(self, model: str) -> ModelPolicy:
+        return self.models.get(model, self.defaults)
+
+    @classmethod
+    def from_mapping(cls, document: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> MonitorConfig:
+        """Build from a parsed TOML document; ``overrides`` (from command-line flags) replace ``[defaults]`` keys."""
+        unknown = set(document) - {"defaults", "models"}
+        if unknown:
+            raise ConfigError(f"unknown top-level key(s) {sorted(unknown)}: expected [defaults] and [models.NAME]")
+        base = {**_section(document.get("defaults", {}), "defaults"), **dict(overrides or {})}
+        defaults = _policy(base, "defaults")
+        models_doc = document.get("models", {})
+        if not isinstance(models_doc, Mapping):
+            raise ConfigError("[models] must be a table of [models.NAME] tables")
+        models = {
+            name: _policy({**base, **_section(section, f"models.{name}")}, f"models.{name}")
+            for name, section in models_doc.items()
+        }
+        return cls(defaults, models)
+
+
+def _section(section: Any, where: str) -> dict[str, Any]:
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"[{where}] must be a table")
+    unknown = set(section) - set(_POLICY_FIELDS)
+    if unknown:
+        raise ConfigError(f"[{where}] has unknown key(s) {sorted(unknown)}; known: {sorted(_POLICY_FIELDS)}")
+    return dict(section)
+
+
+def _policy(values: dict[str, Any], where: str) -> ModelPolicy:
+    values = dict(values)
+    if isinstance(values.get("baseline_date"), date):
+        values["baseline_date"] = values["baseline_date"].isoformat()
+    if "windows" in values:
+        values["windows"] = tuple(values["windows"])
+    for name in ("baseline", "threshold", "floor", "recovery_margin"):
+        if name in values and values[name] is not None and type(values[name]) not in (int, float):
+            raise ConfigError(f"[{where}] {name} must be a number, not {values[name]!r}")
+    try:
+        return ModelPolicy(**values)
+    except ConfigError as error:
+        raise ConfigError(f"[{where}] {error}") from None
+    except TypeError as error:
+        raise ConfigError(f"[{where}] {error}") from None

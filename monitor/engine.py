@@ -1,0 +1,59 @@
+"""The monitor: routes a batch of validated events to per-model trackers.
+
+>>> import numpy as np
+>>> from monitor.config import MonitorConfig, ModelPolicy
+>>> from monitor.schema import validate
+>>> config = MonitorConfig(ModelPolicy(baseline=0.85, windows=(4,), min_samples=4))
+>>> monitor = Monitor(config)
+>>> events = [{"model": "m", "prediction": 1, "label": int(i < 2)} for i in range(6)]
+>>> batch, rejected = validate(events, np.zeros(6))
+>>> [(a.status, a.message, a.accuracy, a.source_index) for a in monitor.process(batch)]
+[('firing', 'Model performance degraded significantly', 0.5, 3)]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from monitor.alert import AlertTransition
+from monitor.config import MonitorConfig
+from monitor.schema import EventBatch
+from monitor.snapshot import ModelSnapshot
+from monitor.tracker import ModelTracker
+
+
+class Monitor:
+    """Rolling accuracy and alert episodes for every model seen, one batch at a time."""
+
+    def __init__(self, config: MonitorConfig) -> None:
+        self.config = config
+        self._trackers: dict[str, ModelTracker] = {}
+
+    def process(self, batch: EventBatch) -> list[AlertTransition]:
+        """Update every model in the batch; returns alert transitions in stream order."""
+        if not len(batch):
+            return []
+        order = np.argsort(batch.model_codes, kind="stable")
+        bounds = np.cumsum(np.bincount(batch.model_codes, minlength=len(batch.models)))
+        transitions: list[AlertTransition] = []
+        start = 0
+        for code, model in enumerate(batch.models):
+            rows = order[start : bounds[code]]
+            start = int(bounds[code])
+            transitions.extend(
+                self.tracker(model).update(
+                    batch.labeled[rows], batch.correct[rows], batch.event_time[rows], batch.source_index[rows]
+                )
+            )
+        transitions.sort(key=lambda t: t.source_index)
+        return transitions
+
+    def tracker(self, model: str) -> ModelTracker:
+        tracker = self._trackers.get(model)
+        if tracker is None:
+            tracker = self._trackers[model] = ModelTracker(model, self.config.policy_for(model))
+        return tracker
+
+    def snapshot(self) -> dict[str, ModelSnapshot]:
+        """Every model's state, by model id."""
+        return {model: tracker.snapshot() for model, tracker in self._trackers.items()}

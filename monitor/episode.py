@@ -1,0 +1,48 @@
+"""Alert state: one episode fires once and resolves once.
+
+While a rule stays breached nothing new is emitted; an episode resolves only
+where the rule says the model is clearly back (see ``rule.RuleVerdict.clear``).
+The scan is per batch: it jumps from one transition to the next with
+``argmax`` over the remaining events, so its cost is the batch length, not a
+Python step per event.
+
+>>> import numpy as np
+>>> breach = np.array([0, 1, 1, 0, 0, 1], dtype=bool)
+>>> clear = np.array([1, 0, 0, 0, 1, 0], dtype=bool)
+>>> state = EpisodeState()
+>>> state.advance(breach, clear)
+[(1, True), (4, False), (5, True)]
+>>> state.firing
+True
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+
+class EpisodeState:
+    """Whether an alert episode is open, and its id while it is."""
+
+    def __init__(self) -> None:
+        self.firing = False
+        self.alert_id: str | None = None
+
+    def advance(self, breach: npt.NDArray[np.bool_], clear: npt.NDArray[np.bool_]) -> list[tuple[int, bool]]:
+        """Walk a batch; returns ``(index, firing)`` for every transition, in order.
+
+        The caller sets ``alert_id`` for each firing it turns into an alert.
+        """
+        transitions: list[tuple[int, bool]] = []
+        position, length = 0, int(breach.shape[0])
+        while position < length:
+            target = clear if self.firing else breach
+            offset = int(np.argmax(target[position:]))
+            if not target[position + offset]:
+                break
+            position += offset
+            self.firing = not self.firing
+            transitions.append((position, self.firing))
+            position += 1
+        return transitions

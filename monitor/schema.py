@@ -1,0 +1,301 @@
+"""The prediction event's schema: validation of decoded JSON objects into columns.
+
+One JSON object per event (see the README's *Event format*)::
+
+    {"model": "churn", "prediction": 1, "label": 0, "ts": 1704067200.0,
+     "event_id": "e-1", "model_version": "v3", "score": 0.71, "features": {"x": 0.6}}
+
+Validation is column-wise: one list comprehension per field over the whole
+batch, so the common case (every event valid) costs a few list passes, not a
+Python function call per event.  Only events that fail a check are looked at
+one by one, to name the reason.  Every rejected event keeps its position in
+the batch so the caller can dead-letter the original bytes.
+
+Reasons are a small fixed set (they become a Prometheus label value, so their
+number must stay bounded).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+
+class Reason:
+    """Why an event was rejected: the values of ``decaywatch_invalid_events_total{reason}``."""
+
+    MALFORMED_JSON: Final = "malformed_json"
+    NON_FINITE_NUMBER: Final = "non_finite_number"
+    NOT_AN_OBJECT: Final = "not_an_object"
+    MISSING_MODEL: Final = "missing_model"
+    INVALID_MODEL: Final = "invalid_model"
+    MISSING_PREDICTION: Final = "missing_prediction"
+    INVALID_PREDICTION: Final = "invalid_prediction"
+    INVALID_LABEL: Final = "invalid_label"
+    INVALID_TIMESTAMP: Final = "invalid_timestamp"
+    INVALID_SCORE: Final = "invalid_score"
+    INVALID_FEATURES: Final = "invalid_features"
+    INVALID_FIELD: Final = "invalid_field"
+    MESSAGE_TOO_LARGE: Final = "message_too_large"
+
+    ALL: Final = (
+        MALFORMED_JSON,
+        NON_FINITE_NUMBER,
+        NOT_AN_OBJECT,
+        MISSING_MODEL,
+        INVALID_MODEL,
+        MISSING_PREDICTION,
+        INVALID_PREDICTION,
+        INVALID_LABEL,
+        INVALID_TIMESTAMP,
+        INVALID_SCORE,
+        INVALID_FEATURES,
+        INVALID_FIELD,
+        MESSAGE_TOO_LARGE,
+    )
+
+
+MAX_MODEL_ID_LENGTH: Final = 256
+"""Longer ids are rejected: a model id becomes a metric label and a Kafka key."""
+
+MAX_TIMESTAMP: Final = 253402300799.0
+"""9999-12-31T23:59:59Z: the last instant an RFC 3339 timestamp can name."""
+
+_LABEL_TYPES: Final = (int, str, bool)
+_NUMBER_TYPES: Final = (int, float)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """One event that failed validation: where it was in the batch, and why."""
+
+    index: int
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class EventBatch:
+    """Valid events as columns (one numpy array per field, same length).
+
+    ``model_codes`` index into ``models``, the batch's distinct model ids in
+    order of first appearance.  ``source_index`` is each event's position in
+    the batch the caller handed in (rejected events leave gaps).
+    """
+
+    models: tuple[str, ...]
+    model_codes: npt.NDArray[np.int32]
+    labeled: npt.NDArray[np.bool_]
+    correct: npt.NDArray[np.bool_]
+    event_time: npt.NDArray[np.float64]
+    source_index: npt.NDArray[np.int64]
+
+    def __len__(self) -> int:
+        return int(self.model_codes.shape[0])
+
+    @classmethod
+    def empty(cls) -> EventBatch:
+        return cls(
+            models=(),
+            model_codes=np.zeros(0, np.int32),
+            labeled=np.zeros(0, bool),
+            correct=np.zeros(0, bool),
+            event_time=np.zeros(0, np.float64),
+            source_index=np.zeros(0, np.int64),
+        )
+
+
+def parse_timestamp(value: object) -> float:
+    """Event time in epoch seconds from a JSON number or an RFC 3339 string.
+
+    Raises ``ValueError`` with a readable message for anything else.
+    """
+    if type(value) in _NUMBER_TYPES:
+        seconds = float(value)  # type: ignore[arg-type]
+    elif type(value) is str:
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"ts {value[:64]!r} is not an RFC 3339 timestamp") from None
+        if parsed.tzinfo is None:
+            raise ValueError(f"ts {value[:64]!r} has no UTC offset (RFC 3339 requires one, e.g. 'Z')")
+        seconds = parsed.timestamp()
+    else:
+        raise ValueError(f"ts must be epoch seconds or an RFC 3339 string, not {_json_type(value)}")
+    if not math.isfinite(seconds) or not 0.0 <= seconds <= MAX_TIMESTAMP:
+        raise ValueError(f"ts {seconds!r} is outside 1970-01-01..9999-12-31")
+    return seconds
+
+
+def validate(
+    objects: Sequence[Any],
+    fallback_time: npt.NDArray[np.float64],
+    positions: Sequence[int] | None = None,
+) -> tuple[EventBatch, list[Rejection]]:
+    """Check decoded objects against the event schema and return the valid ones as columns.
+
+    ``fallback_time`` gives each object's event time when it has no ``ts``
+    (the Kafka message timestamp, or the time of reading).  ``positions``
+    maps each object to its index in the caller's batch (default: 0..n-1),
+    so rejections and ``source_index`` refer to the caller's numbering.
+    """
+    n = len(objects)
+    where = list(range(n)) if positions is None else list(positions)
+    if n == 0:
+        return EventBatch.empty(), []
+
+    rejections: list[Rejection] = []
+    if not all([type(o) is dict for o in objects]):
+        keep = [i for i, o in enumerate(objects) if type(o) is dict]
+        rejections.extend(
+            Rejection(where[i], Reason.NOT_AN_OBJECT, f"event is a JSON {_json_type(objects[i])}, not an object")
+            for i in range(n)
+            if type(objects[i]) is not dict
+        )
+        objects = [objects[i] for i in keep]
+        where = [where[i] for i in keep]
+        fallback_time = fallback_time[keep]
+        n = len(objects)
+
+    models = [o.get("model") for o in objects]
+    predictions = [o.get("prediction") for o in objects]
+    labels = [o.get("label") for o in objects]
+    stamps = [o.get("ts") for o in objects]
+
+    ok = [
+        type(m) is str
+        and 0 < len(m) <= MAX_MODEL_ID_LENGTH
+        and type(p) in _LABEL_TYPES
+        and (lab is None or type(lab) is type(p))
+        and (t is None or type(t) in _NUMBER_TYPES)
+        for m, p, lab, t in zip(models, predictions, labels, stamps)
+    ]
+    optional_ok = _optional_fields_ok(objects)
+    event_time = np.fromiter(
+        (fb if t is None else (t if type(t) in _NUMBER_TYPES else math.nan) for t, fb in zip(stamps, fallback_time.tolist())),
+        dtype=np.float64,
+        count=n,
+    )
+    bad_time = ~((event_time >= 0.0) & (event_time <= MAX_TIMESTAMP))  # also catches NaN
+
+    good = np.fromiter(ok, dtype=bool, count=n) & optional_ok
+    for i in np.flatnonzero(~good | bad_time).tolist():
+        reason, detail, seconds = _diagnose(objects[i])
+        if reason is None:
+            event_time[i] = seconds if seconds is not None else event_time[i]
+            good[i] = True
+        else:
+            good[i] = False
+            rejections.append(Rejection(where[i], reason, detail))
+
+    keep_idx = np.flatnonzero(good)
+    codes_of: dict[str, int] = {}
+    model_codes = np.fromiter(
+        (codes_of.setdefault(models[i], len(codes_of)) for i in keep_idx.tolist()), dtype=np.int32, count=keep_idx.size
+    )
+    labeled = np.fromiter((labels[i] is not None for i in keep_idx.tolist()), dtype=bool, count=keep_idx.size)
+    correct = np.fromiter(
+        (labels[i] is not None and predictions[i] == labels[i] for i in keep_idx.tolist()), dtype=bool, count=keep_idx.size
+    )
+    batch = EventBatch(
+        models=tuple(codes_of),
+        model_codes=model_codes,
+        labeled=labeled,
+        correct=correct,
+        event_time=event_time[keep_idx],
+        source_index=np.asarray(where, dtype=np.int64)[keep_idx],
+    )
+    rejections.sort(key=lambda r: r.index)
+    return batch, rejections
+
+
+def _optional_fields_ok(objects: Sequence[dict[str, Any]]) -> npt.NDArray[np.bool_]:
+    """Vectorised check of the optional fields; only events that carry them cost anything."""
+    ok = np.ones(len(objects), dtype=bool)
+    for i, o in enumerate(objects):
+        if len(o) <= 4 and "score" not in o and "features" not in o and "event_id" not in o and "model_version" not in o:
+            continue
+        if _optional_problem(o) is not None:
+            ok[i] = False
+    return ok
+
+
+def _optional_problem(o: dict[str, Any]) -> tuple[str, str] | None:
+    score = o.get("score")
+    if score is not None and (type(score) not in _NUMBER_TYPES or not 0.0 <= score <= 1.0):
+        return Reason.INVALID_SCORE, f"score must be a number in [0, 1], not {_describe(score)}"
+    features = o.get("features")
+    if features is not None:
+        if type(features) is not dict:
+            return Reason.INVALID_FEATURES, f"features must be an object of name to number, not {_json_type(features)}"
+        for name, value in features.items():
+            if type(value) not in _NUMBER_TYPES:
+                return Reason.INVALID_FEATURES, f"feature {name[:64]!r} must be a number, not {_json_type(value)}"
+    for field in ("event_id", "model_version"):
+        value = o.get(field)
+        if value is not None and type(value) is not str and not (field == "event_id" and type(value) is int):
+            return Reason.INVALID_FIELD, f"{field} must be a string, not {_json_type(value)}"
+    return None
+
+
+def _diagnose(o: dict[str, Any]) -> tuple[str | None, str, float | None]:
+    """Name the first problem with one event (the slow path, for events that failed a column check).
+
+    Returns ``(None, "", seconds)`` when the event is valid after all (a string
+    timestamp, which the column pass does not parse), with its parsed time.
+    """
+    model = o.get("model")
+    if model is None:
+        return Reason.MISSING_MODEL, "field 'model' is required", None
+    if type(model) is not str:
+        return Reason.INVALID_MODEL, f"model must be a string, not {_json_type(model)}", None
+    if not 0 < len(model) <= MAX_MODEL_ID_LENGTH:
+        return Reason.INVALID_MODEL, f"model id must be 1 to {MAX_MODEL_ID_LENGTH} characters, not {len(model)}", None
+    prediction = o.get("prediction")
+    if prediction is None:
+        return Reason.MISSING_PREDICTION, "field 'prediction' is required", None
+    if type(prediction) not in _LABEL_TYPES:
+        return Reason.INVALID_PREDICTION, f"prediction must be an integer, string or boolean, not {_json_type(prediction)}", None
+    label = o.get("label")
+    if label is not None and type(label) is not type(prediction):
+        return (
+            Reason.INVALID_LABEL,
+            f"label is {_json_type(label)} but prediction is {_json_type(prediction)}: they must have the same type",
+            None,
+        )
+    problem = _optional_problem(o)
+    if problem is not None:
+        return problem[0], problem[1], None
+    seconds = None
+    if o.get("ts") is not None:
+        try:
+            seconds = parse_timestamp(o["ts"])
+        except ValueError as error:
+            return Reason.INVALID_TIMESTAMP, str(error), None
+    return None, "", seconds
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if type(value) is bool:
+        return "boolean"
+    if type(value) in _NUMBER_TYPES:
+        return "number"
+    if type(value) is str:
+        return "string"
+    if type(value) is list:
+        return "array"
+    if type(value) is dict:
+        return "object"
+    return type(value).__name__
+
+
+def _describe(value: object) -> str:
+    return repr(value) if type(value) in _NUMBER_TYPES else _json_type(value)
