@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the whole command tree (no side effects: nothing is imported eagerly that starts work)."""
+    from consumer import cli as monitor_cli
     from deploy.kafka import cli as kafka_cli
 
     parser = argparse.ArgumentParser(
@@ -22,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     kafka_cli.add_parser(subparsers)
+    monitor_cli.add_parser(subparsers)
     return parser
 
 

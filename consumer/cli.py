@@ -1,0 +1,141 @@
+"""``decaywatch monitor``: run the monitor service.
+
+The parser builder (``add_parser``) and ``run(args) -> exit code`` are split,
+as in kafka-python's own command-line tools, so tests can drive either.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from consumer.kafka_options import add_kafka_arguments, env_name, kafka_client_config
+from consumer.logs import configure_logging
+from consumer.runtime import MonitorRuntime, MonitorSettings
+from monitor.config import ConfigError, MonitorConfig
+
+log = logging.getLogger("decaywatch")
+
+
+def add_parser(subparsers: Any, environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+    env = os.environ if environ is None else environ
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "monitor",
+        help="consume prediction events and export rolling accuracy, metrics and alerts",
+        description="Consume prediction events from Kafka, keep rolling accuracy per model, "
+        "export Prometheus metrics and publish alert events.",
+    )
+    add_kafka_arguments(parser, env)
+    add_service_arguments(parser, env)
+    add_policy_arguments(parser)
+    parser.set_defaults(run=run)
+    return parser
+
+
+def _env(env: Mapping[str, str], flag: str, default: str) -> str:
+    return env.get(env_name(flag), default)
+
+
+def add_service_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
+    group = parser.add_argument_group("topics and service")
+    group.add_argument("--topic", default=_env(env, "--topic", "predictions"), help="prediction events topic")
+    group.add_argument("--alerts-topic", default=_env(env, "--alerts-topic", "model-alerts"), help="alert events topic")
+    group.add_argument(
+        "--dead-letter-topic", default=_env(env, "--dead-letter-topic", "predictions-dlq"), help="rejected events topic"
+    )
+    group.add_argument("--group", default=_env(env, "--group", "decaywatch-monitor"), help="consumer group id")
+    group.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(_env(env, "--metrics-port", "9464")),
+        help="HTTP port for /metrics, /healthz, /readyz, /models (0 = pick a free one and print it)",
+    )
+    group.add_argument("--metrics-addr", default=_env(env, "--metrics-addr", "0.0.0.0"), help="HTTP bind address")
+    group.add_argument(
+        "--batch-size", type=int, default=int(_env(env, "--batch-size", "5000")), help="most records per poll"
+    )
+    group.add_argument(
+        "--log-format", choices=("text", "json"), default=_env(env, "--log-format", "text"), help="log line format"
+    )
+
+
+def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("policy (flags override [defaults] in --config)")
+    group.add_argument("--config", type=Path, help="TOML file with [defaults] and [models.NAME] tables")
+    group.add_argument("--baseline", type=float, help="baseline accuracy for every model (default: learned)")
+    group.add_argument("--baseline-date", help="when the baseline was measured, e.g. 2024-01-01")
+    group.add_argument("--threshold", type=float, help="alert when baseline - accuracy exceeds this (default 0.1)")
+    group.add_argument("--floor", type=float, help="also alert when accuracy is at or below this")
+    group.add_argument("--windows", help="comma-separated count windows in labeled events (default 1000,10000)")
+    group.add_argument("--min-samples", type=int, help="labeled events a window needs before it is judged (default 500)")
+
+
+def load_config(args: argparse.Namespace) -> MonitorConfig:
+    """The policy from ``--config`` and the policy flags (flags win)."""
+    document: dict[str, Any] = {}
+    if args.config is not None:
+        try:
+            document = tomllib.loads(args.config.read_text())
+        except OSError as error:
+            raise ConfigError(f"cannot read {args.config}: {error.strerror}") from None
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"{args.config} is not valid TOML: {error}") from None
+    overrides: dict[str, Any] = {}
+    for name in ("baseline", "baseline_date", "threshold", "floor", "min_samples"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    if getattr(args, "windows", None):
+        try:
+            overrides["windows"] = tuple(int(w) for w in args.windows.split(","))
+        except ValueError:
+            raise ConfigError(f"--windows must be comma-separated whole numbers, not {args.windows!r}") from None
+    return MonitorConfig.from_mapping(document, overrides)
+
+
+def settings_from_args(args: argparse.Namespace) -> MonitorSettings:
+    return MonitorSettings(
+        kafka=kafka_client_config(args),
+        topic=args.topic,
+        alerts_topic=args.alerts_topic,
+        dead_letter_topic=args.dead_letter_topic,
+        group=args.group,
+        metrics_addr=args.metrics_addr,
+        metrics_port=args.metrics_port,
+        batch_size=args.batch_size,
+        config=load_config(args),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    configure_logging(args.log_format)
+    try:
+        settings = settings_from_args(args)
+    except ConfigError as error:
+        print(f"decaywatch monitor: {error}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        with MonitorRuntime(settings) as runtime:
+            print(f"decaywatch monitor: metrics at {runtime.http.url()}", flush=True)
+            log.info("consuming %s as group %s from %s", settings.topic, settings.group, args.bootstrap_servers)
+            runtime.service.run(stop)
+            log.info("stopping: last batch committed")
+    except Exception as error:  # one clear line, not a traceback loop
+        from kafka.errors import KafkaError
+
+        if isinstance(error, (KafkaError, OSError)):
+            print(f"decaywatch monitor: {type(error).__name__}: {error}", file=sys.stderr)
+            return 1
+        raise
+    return 0

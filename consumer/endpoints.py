@@ -1,0 +1,85 @@
+"""The service's HTTP side: ``/metrics`` for Prometheus, ``/healthz``, ``/readyz`` and ``/models``.
+
+Served from a daemon thread pool, so a slow or stuck scrape never holds up
+consumption (the scrape reads an immutable snapshot; it takes no lock the
+consumer needs).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import orjson
+from prometheus_client import CollectorRegistry, make_wsgi_app
+
+Readiness = Callable[[], tuple[bool, str]]
+StartResponse = Callable[..., Any]
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
+        """Scrapes every few seconds would flood the log; access logging stays off."""
+
+
+class HttpEndpoints:
+    """A WSGI application routing the four paths."""
+
+    def __init__(self, registry: CollectorRegistry, readiness: Readiness, models: Callable[[], Any]) -> None:
+        self._metrics = make_wsgi_app(registry)
+        self._readiness = readiness
+        self._models = models
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "/")
+        if path == "/metrics":
+            return self._metrics(environ, start_response)  # type: ignore[no-any-return]
+        if path == "/healthz":
+            return _text(start_response, "200 OK", "ok\n")
+        if path == "/readyz":
+            ready, reason = self._readiness()
+            return _text(start_response, "200 OK" if ready else "503 Service Unavailable", reason + "\n")
+        if path == "/models":
+            body = orjson.dumps(self._models(), option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            return [body]
+        return _text(start_response, "404 Not Found", "not found: try /metrics, /healthz, /readyz or /models\n")
+
+
+def _text(start_response: StartResponse, status: str, body: str) -> list[bytes]:
+    data = body.encode()
+    start_response(status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(data)))])
+    return [data]
+
+
+class HttpServer:
+    """Serves an application on ``addr:port`` (port 0 picks a free one) until ``close``."""
+
+    def __init__(self, app: HttpEndpoints, addr: str, port: int) -> None:
+        self._server = make_server(addr, port, app, _ThreadingServer, handler_class=_QuietHandler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="decaywatch-http", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_port)
+
+    def url(self, host: str | None = None) -> str:
+        addr = host or self._server.server_address[0]
+        if addr in ("0.0.0.0", ""):
+            addr = "127.0.0.1"
+        return f"http://{addr}:{self.port}/metrics"
+
+    def start(self) -> HttpServer:
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -1,0 +1,133 @@
+"""Prometheus metrics: the exporter owns its registry and reads the monitor's latest snapshot at scrape time.
+
+Per-model series are generated from the snapshot on every scrape (a custom
+collector, as in Prometheus' guide to writing exporters), so a model that is no
+longer tracked simply stops appearing: no stale series to clean up.  Service
+counters that are not per model are ordinary prometheus-client metrics in the
+same registry.
+
+Names follow Prometheus conventions: base units, ``_ratio`` for 0..1 values,
+``_total`` for counters, and a counter for each side of the accuracy ratio
+(``correct_predictions_total`` / ``labeled_events_total``) so PromQL can compute
+accuracy over any range it likes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from types import MappingProxyType
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from monitor.schema import Reason
+from monitor.snapshot import ModelSnapshot
+
+
+class SnapshotCollector(Collector):
+    """Renders per-model metrics from the most recent snapshot handed to ``publish``."""
+
+    def __init__(self) -> None:
+        self._snapshot: Mapping[str, ModelSnapshot] = MappingProxyType({})
+        self._alerts: Mapping[tuple[str, str], int] = MappingProxyType({})
+
+    def publish(self, snapshot: Mapping[str, ModelSnapshot], alerts: Mapping[tuple[str, str], int]) -> None:
+        """Swap in a new snapshot (one reference assignment: scrapes see the old or the new, never a mix)."""
+        self._snapshot = MappingProxyType(dict(snapshot))
+        self._alerts = MappingProxyType(dict(alerts))
+
+    def describe(self) -> list[Metric]:
+        return []  # generated per scrape; nothing to check for duplicates at registration
+
+    def collect(self) -> Iterator[Metric]:
+        models = list(self._snapshot.values())
+        window_labels = ["model", "window"]
+        accuracy = GaugeMetricFamily(
+            "decaywatch_accuracy_ratio", "Rolling accuracy over the last N labeled events.", labels=window_labels
+        )
+        drop = GaugeMetricFamily(
+            "decaywatch_accuracy_drop_ratio", "Baseline accuracy minus rolling accuracy.", labels=window_labels
+        )
+        window_events = GaugeMetricFamily(
+            "decaywatch_window_labeled_events", "Labeled events currently in the window.", labels=window_labels
+        )
+        baseline = GaugeMetricFamily("decaywatch_baseline_accuracy_ratio", "Baseline accuracy.", labels=["model"])
+        threshold = GaugeMetricFamily(
+            "decaywatch_degradation_threshold_ratio",
+            "Alert when baseline minus accuracy exceeds this.",
+            labels=["model"],
+        )
+        floor = GaugeMetricFamily(
+            "decaywatch_accuracy_floor_ratio", "Alert when accuracy is at or below this.", labels=["model"]
+        )
+        degraded = GaugeMetricFamily(
+            "decaywatch_degraded", "1 while a degradation alert is firing for the model, else 0.", labels=["model"]
+        )
+        below_floor = GaugeMetricFamily(
+            "decaywatch_below_floor", "1 while a floor alert is firing for the model, else 0.", labels=["model"]
+        )
+        last_event = GaugeMetricFamily(
+            "decaywatch_last_event_timestamp_seconds", "Event time of the newest event seen.", labels=["model"]
+        )
+        events = CounterMetricFamily("decaywatch_events", "Valid prediction events.", labels=["model"])
+        labeled = CounterMetricFamily("decaywatch_labeled_events", "Valid events that carried a label.", labels=["model"])
+        correct = CounterMetricFamily(
+            "decaywatch_correct_predictions", "Labeled events whose prediction equals the label.", labels=["model"]
+        )
+        alerts = CounterMetricFamily(
+            "decaywatch_alerts", "Alert events emitted, by status (firing, resolved).", labels=["model", "status"]
+        )
+        for m in models:
+            for w in m.windows:
+                labels = [m.model, str(w.size)]
+                window_events.add_metric(labels, w.labeled)
+                if w.accuracy is not None:
+                    accuracy.add_metric(labels, w.accuracy)
+                if w.drop is not None:
+                    drop.add_metric(labels, w.drop)
+            if m.baseline is not None:
+                baseline.add_metric([m.model], m.baseline)
+            threshold.add_metric([m.model], m.threshold)
+            if m.floor is not None:
+                floor.add_metric([m.model], m.floor)
+                below_floor.add_metric([m.model], float(m.below_floor))
+            degraded.add_metric([m.model], float(m.degraded))
+            if m.last_event_time is not None:
+                last_event.add_metric([m.model], m.last_event_time)
+            events.add_metric([m.model], m.events)
+            labeled.add_metric([m.model], m.labeled)
+            correct.add_metric([m.model], m.correct)
+            for status in ("firing", "resolved"):
+                alerts.add_metric([m.model, status], self._alerts.get((m.model, status), 0))
+        yield from (accuracy, drop, window_events, baseline, threshold, floor, degraded, below_floor, last_event)
+        yield from (events, labeled, correct, alerts)
+
+
+class ServiceMetrics:
+    """All the service's metrics, in a registry of its own (never the global default one)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.models = SnapshotCollector()
+        self.registry.register(self.models)
+        self.invalid_events = Counter(
+            "decaywatch_invalid_events",
+            "Events rejected by validation and sent to the dead-letter topic, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+        for reason in Reason.ALL:
+            self.invalid_events.labels(reason)  # export zeros, so rate() works from the first rejection
+        self.batches = Counter("decaywatch_batches", "Batches polled, processed and committed.", registry=self.registry)
+        self.batch_duration = Histogram(
+            "decaywatch_batch_duration_seconds",
+            "Time to decode, evaluate and publish one batch.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=self.registry,
+        )
+        self.last_batch = Gauge(
+            "decaywatch_last_batch_timestamp_seconds",
+            "Wall-clock time the last batch was committed.",
+            registry=self.registry,
+        )

@@ -1,0 +1,109 @@
+"""The entry point's side effects, created in one place and closed in reverse order.
+
+``MonitorRuntime`` connects the Kafka consumer and producer, builds the sinks,
+the metrics registry and the HTTP server, and hands them to ``MonitorService``.
+The CLI and the demo both use it; tests of the loop itself use in-memory fakes
+instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from consumer.endpoints import HttpEndpoints, HttpServer
+from consumer.metrics import ServiceMetrics
+from consumer.service import MonitorService
+from consumer.sinks import KafkaAlertSink, KafkaDeadLetterSink
+from consumer.source import KafkaEventSource
+from monitor.config import MonitorConfig
+from monitor.engine import Monitor
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorSettings:
+    """Everything the service needs to run, already parsed and validated."""
+
+    kafka: dict[str, Any]
+    topic: str = "predictions"
+    alerts_topic: str = "model-alerts"
+    dead_letter_topic: str = "predictions-dlq"
+    group: str = "decaywatch-monitor"
+    metrics_addr: str = "0.0.0.0"
+    metrics_port: int = 9464
+    batch_size: int = 5000
+    config: MonitorConfig = field(default_factory=MonitorConfig)
+
+
+class MonitorRuntime:
+    """Owns the service's connections and server; use as a context manager."""
+
+    def __init__(self, settings: MonitorSettings) -> None:
+        from kafka import KafkaProducer
+
+        self.settings = settings
+        self._closers: list[Any] = []
+        try:
+            self.source = KafkaEventSource.connect(settings.topic, settings.group, settings.batch_size, settings.kafka)
+            self._closers.append(self.source.close)
+            producer = KafkaProducer(linger_ms=5, **settings.kafka)
+            self._closers.append(lambda: producer.close(timeout=10))
+            self.metrics = ServiceMetrics()
+            self.service = MonitorService(
+                source=self.source,
+                monitor=Monitor(settings.config),
+                alerts=KafkaAlertSink(producer, settings.alerts_topic),
+                dead_letters=KafkaDeadLetterSink(producer, settings.dead_letter_topic),
+                metrics=self.metrics,
+                clock=time.time,
+            )
+            endpoints = HttpEndpoints(self.metrics.registry, self._readiness, self._models)
+            self.http = HttpServer(endpoints, settings.metrics_addr, settings.metrics_port).start()
+            self._closers.append(self.http.close)
+        except BaseException:
+            self.close()
+            raise
+
+    def _readiness(self) -> tuple[bool, str]:
+        assigned = self.source.assigned_partitions
+        if not assigned:
+            return False, "not ready: no partitions assigned yet (connecting to Kafka or joining the group)"
+        return True, f"ready: {assigned} partition(s) assigned"
+
+    def _models(self) -> dict[str, Any]:
+        return {name: model_view(snap) for name, snap in self.service.snapshot().items()}
+
+    def close(self) -> None:
+        while self._closers:
+            closer = self._closers.pop()
+            try:
+                closer()
+            except Exception:  # closing must go on for the others
+                log.exception("error while closing")
+
+    def __enter__(self) -> MonitorRuntime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def model_view(snapshot: Any) -> dict[str, Any]:
+    """A model's state as plain JSON (for ``/models``)."""
+    return {
+        "events": snapshot.events,
+        "labeled_events": snapshot.labeled,
+        "baseline_accuracy": snapshot.baseline,
+        "baseline_date": snapshot.baseline_date,
+        "threshold": snapshot.threshold,
+        "floor": snapshot.floor,
+        "state": "degraded" if snapshot.degraded else ("below_floor" if snapshot.below_floor else "ok"),
+        "open_alert_ids": list(snapshot.open_alert_ids),
+        "windows": {
+            str(w.size): {"accuracy": w.accuracy, "drop": w.drop, "labeled_events": w.labeled} for w in snapshot.windows
+        },
+    }

@@ -1,0 +1,85 @@
+"""The service loop with in-memory fakes: nothing valid lost, bad input dead-lettered, commit last."""
+
+from __future__ import annotations
+
+import orjson
+
+from consumer.metrics import ServiceMetrics
+from consumer.service import MonitorService
+from monitor.config import ModelPolicy, MonitorConfig
+from monitor.engine import Monitor
+from tests.unit.fakes import MemoryAlertSink, MemoryDeadLetters, MemorySource
+
+
+def event(model: str, ok: bool) -> bytes:
+    return orjson.dumps({"model": model, "prediction": 1, "label": int(ok)})
+
+
+def build(batches: list[list[bytes | None]]) -> tuple[MonitorService, MemorySource, MemoryAlertSink, MemoryDeadLetters, list[str]]:
+    journal: list[str] = []
+    source = MemorySource(batches, journal)
+    alerts, dead = MemoryAlertSink(journal), MemoryDeadLetters(journal)
+    config = MonitorConfig(ModelPolicy(baseline=0.85, windows=(10, 100), min_samples=10))
+    service = MonitorService(source, Monitor(config), alerts, dead, ServiceMetrics(), clock=lambda: 1717200000.0)
+    return service, source, alerts, dead, journal
+
+
+def test_bad_events_are_dead_lettered_counted_and_the_rest_processed() -> None:
+    batch = [event("a", True), b"{oops", event("a", True), b'{"model":"a"}', None, event("b", False)]
+    service, source, _alerts, dead, _ = build([batch])
+    service.step()
+    assert [(value, reason, offset) for value, reason, offset in dead.records] == [
+        (b"{oops", "malformed_json", 1),
+        (b'{"model":"a"}', "missing_prediction", 3),
+        (None, "malformed_json", 4),
+    ]
+    registry = service.metrics.registry
+    assert registry.get_sample_value("decaywatch_invalid_events_total", {"reason": "malformed_json"}) == 2
+    assert registry.get_sample_value("decaywatch_invalid_events_total", {"reason": "missing_prediction"}) == 1
+    assert registry.get_sample_value("decaywatch_invalid_events_total", {"reason": "invalid_label"}) == 0
+    assert registry.get_sample_value("decaywatch_events_total", {"model": "a"}) == 2
+    assert registry.get_sample_value("decaywatch_events_total", {"model": "b"}) == 1
+    assert registry.get_sample_value("decaywatch_correct_predictions_total", {"model": "b"}) == 0
+    assert source.committed == 6
+    assert service.totals.messages == 6 and service.totals.valid == 3 and service.totals.rejected == 3
+
+
+def test_commit_comes_after_alerts_and_dead_letters_are_flushed() -> None:
+    good = [event("a", True)] * 10
+    bad = [event("a", False)] * 10 + [b"nope"]
+    service, _source, alerts, _dead, journal = build([good, bad])
+    service.step()
+    service.step()
+    assert [e["status"] for e in alerts.events] == ["firing"]
+    tail = journal[journal.index("commit 10") + 1 :]
+    assert tail == ["alert firing", "dead letter 20", "flush dead letters", "flush alerts", "commit 21"] or tail == [
+        "dead letter 20",
+        "alert firing",
+        "flush dead letters",
+        "flush alerts",
+        "commit 21",
+    ]
+
+
+def test_metrics_follow_the_windows_and_the_episode() -> None:
+    service, _source, _alerts, _dead, _ = build([[event("a", True)] * 20, [event("a", False)] * 5])
+    service.step()
+    get = service.metrics.registry.get_sample_value
+    assert get("decaywatch_accuracy_ratio", {"model": "a", "window": "10"}) == 1.0
+    assert get("decaywatch_baseline_accuracy_ratio", {"model": "a"}) == 0.85
+    assert get("decaywatch_degradation_threshold_ratio", {"model": "a"}) == 0.1
+    assert get("decaywatch_degraded", {"model": "a"}) == 0.0
+    service.step()
+    assert get("decaywatch_accuracy_ratio", {"model": "a", "window": "10"}) == 0.5
+    assert get("decaywatch_accuracy_ratio", {"model": "a", "window": "100"}) == 0.8
+    assert abs(get("decaywatch_accuracy_drop_ratio", {"model": "a", "window": "10"}) - 0.35) < 1e-12
+    assert get("decaywatch_window_labeled_events", {"model": "a", "window": "100"}) == 25
+    assert get("decaywatch_degraded", {"model": "a"}) == 1.0
+    assert get("decaywatch_alerts_total", {"model": "a", "status": "firing"}) == 1
+    assert get("decaywatch_alerts_total", {"model": "a", "status": "resolved"}) == 0
+
+
+def test_empty_poll_does_nothing() -> None:
+    service, source, _a, _d, journal = build([])
+    assert service.step() is None
+    assert journal == [] and source.committed == 0

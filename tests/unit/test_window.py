@@ -1,0 +1,63 @@
+"""Count windows against a brute-force reference: any sizes, any batch splits."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from monitor.window import CountWindow
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    size=st.integers(1, 40),
+    bits=st.lists(st.booleans(), max_size=200),
+    cuts=st.lists(st.integers(0, 200), max_size=12),
+)
+def test_window_equals_brute_force_after_every_event(size: int, bits: list[bool], cuts: list[int]) -> None:
+    window = CountWindow(size)
+    bounds = sorted({0, len(bits), *(c for c in cuts if c <= len(bits))})
+    seen: list[bool] = []
+    for lo, hi in zip(bounds, bounds[1:]):
+        chunk = np.array(bits[lo:hi], dtype=bool)
+        correct, count = window.extend(chunk, np.arange(lo, hi, dtype=np.float64))
+        for j, bit in enumerate(bits[lo:hi]):
+            seen.append(bit)
+            reference = seen[-size:]
+            assert correct[j] == sum(reference)
+            assert count[j] == len(reference)
+    reference = seen[-size:]
+    assert window.count == len(reference)
+    assert window.correct == sum(reference)
+    if reference:
+        assert window.accuracy == sum(reference) / len(reference)
+        assert window.time_span == (float(max(0, len(bits) - size)), float(len(bits) - 1))
+    else:
+        assert window.accuracy is None and window.time_span is None
+
+
+def test_empty_batch_changes_nothing() -> None:
+    window = CountWindow(3)
+    window.extend(np.array([True, False]), np.array([1.0, 2.0]))
+    correct, count = window.extend(np.zeros(0, dtype=bool), np.zeros(0))
+    assert correct.size == count.size == 0
+    assert (window.correct, window.count) == (1, 2)
+
+
+def test_batch_longer_than_window_keeps_the_newest() -> None:
+    window = CountWindow(3)
+    window.extend(np.array([True] * 2), np.array([0.0, 1.0]))
+    correct, count = window.extend(np.array([False, False, True, True, False]), np.arange(2.0, 7.0))
+    assert correct.tolist() == [2, 1, 1, 2, 2]
+    assert count.tolist() == [3, 3, 3, 3, 3]
+    assert window.time_span == (4.0, 6.0)
+
+
+def test_window_size_must_be_positive() -> None:
+    try:
+        CountWindow(0)
+    except ValueError as error:
+        assert "at least 1" in str(error)
+    else:
+        raise AssertionError("CountWindow(0) was accepted")
