@@ -1,0 +1,36 @@
+# decaywatch: the two commands of the quick start are `make demo` and `make test`.
+# Both set up what they need first: a virtualenv with the project and its test
+# tools, and Apache Kafka's jars (fetched once from Maven Central with Maven).
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test unit integration e2e bench clean
+
+setup: $(STAMP)
+	@$(BIN)/decaywatch kafka fetch
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
+
+demo: setup
+	$(BIN)/decaywatch demo
+
+test: setup
+	$(BIN)/python -m pytest
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit
+
+integration: setup
+	$(BIN)/python -m pytest tests/integration
+
+bench: setup
+	$(BIN)/python -m pytest tests/benchmarks -s
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,57 @@
+"""Small helpers shared by the test suites (``from tests.helpers import wait_until``).
+
+Every wait in the tests goes through :func:`wait_until`, so none can hang past
+its deadline and every timeout says what it was waiting for.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import uuid
+from collections.abc import Callable
+from typing import NoReturn, TypeVar
+
+import pytest
+
+T = TypeVar("T")
+
+
+def wait_until(
+    predicate: Callable[[], T],
+    timeout: float = 10.0,
+    interval: float = 0.05,
+    message: str = "condition",
+) -> T:
+    """Poll ``predicate`` until it returns something truthy and return that value.
+
+    Raises :class:`AssertionError` naming ``message`` (and the last value seen)
+    once ``timeout`` seconds pass; the predicate is always tried at least once.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {message} (last value: {value!r})")
+        time.sleep(interval)
+
+
+def unique_name(prefix: str = "test") -> str:
+    """A name that is a valid Kafka topic / group id and unique per call (legal chars: [A-Za-z0-9._-])."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", prefix).strip("-.")[:180] or "test"
+    return f"{cleaned}-{uuid.uuid4().hex[:10]}"
+
+
+def under_ci() -> bool:
+    """True when ``CI`` is set to anything but an explicit no (GitHub Actions, GitLab, ... set CI=true)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def skip_unless_ci(reason: str) -> NoReturn:
+    """Skip for a missing prerequisite locally, but fail under CI, where a silent skip would prove nothing."""
+    if under_ci():
+        pytest.fail(f"{reason} (CI is set, so this is a failure, not a skip)", pytrace=False)
+    pytest.skip(reason)
