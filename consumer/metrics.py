@@ -31,11 +31,18 @@ class SnapshotCollector(Collector):
     def __init__(self) -> None:
         self._snapshot: Mapping[str, ModelSnapshot] = MappingProxyType({})
         self._alerts: Mapping[tuple[str, str], int] = MappingProxyType({})
+        self._processed: Mapping[str, float] = MappingProxyType({})
 
-    def publish(self, snapshot: Mapping[str, ModelSnapshot], alerts: Mapping[tuple[str, str], int]) -> None:
-        """Swap in a new snapshot (one reference assignment: scrapes see the old or the new, never a mix)."""
+    def publish(
+        self,
+        snapshot: Mapping[str, ModelSnapshot],
+        alerts: Mapping[tuple[str, str], int],
+        processed: Mapping[str, float],
+    ) -> None:
+        """Swap in a new snapshot (reference assignments: a scrape sees the old or the new model, never half of one)."""
         self._snapshot = MappingProxyType(dict(snapshot))
         self._alerts = MappingProxyType(dict(alerts))
+        self._processed = MappingProxyType(dict(processed))
 
     def describe(self) -> list[Metric]:
         return []  # generated per scrape; nothing to check for duplicates at registration
@@ -70,6 +77,11 @@ class SnapshotCollector(Collector):
         last_event = GaugeMetricFamily(
             "decaywatch_last_event_timestamp_seconds", "Event time of the newest event seen.", labels=["model"]
         )
+        processed = GaugeMetricFamily(
+            "decaywatch_last_processed_timestamp_seconds",
+            "Wall-clock time the monitor last processed an event of the model (for stalled-producer alerts).",
+            labels=["model"],
+        )
         events = CounterMetricFamily("decaywatch_events", "Valid prediction events.", labels=["model"])
         labeled = CounterMetricFamily("decaywatch_labeled_events", "Valid events that carried a label.", labels=["model"])
         correct = CounterMetricFamily(
@@ -95,12 +107,14 @@ class SnapshotCollector(Collector):
             degraded.add_metric([m.model], float(m.degraded))
             if m.last_event_time is not None:
                 last_event.add_metric([m.model], m.last_event_time)
+            if m.model in self._processed:
+                processed.add_metric([m.model], self._processed[m.model])
             events.add_metric([m.model], m.events)
             labeled.add_metric([m.model], m.labeled)
             correct.add_metric([m.model], m.correct)
             for status in ("firing", "resolved"):
                 alerts.add_metric([m.model, status], self._alerts.get((m.model, status), 0))
-        yield from (accuracy, drop, window_events, baseline, threshold, floor, degraded, below_floor, last_event)
+        yield from (accuracy, drop, window_events, baseline, threshold, floor, degraded, below_floor, last_event, processed)
         yield from (events, labeled, correct, alerts)
 
 
@@ -110,6 +124,7 @@ class ServiceMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.models = SnapshotCollector()
+        self._lag_labels: set[tuple[str, str]] = set()
         self.registry.register(self.models)
         self.invalid_events = Counter(
             "decaywatch_invalid_events",
@@ -126,8 +141,23 @@ class ServiceMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=self.registry,
         )
+        self.consumer_lag = Gauge(
+            "decaywatch_consumer_lag_messages",
+            "Messages between the monitor's position and the end of each assigned partition.",
+            ["topic", "partition"],
+            registry=self.registry,
+        )
         self.last_batch = Gauge(
             "decaywatch_last_batch_timestamp_seconds",
             "Wall-clock time the last batch was committed.",
             registry=self.registry,
         )
+
+    def set_lag(self, lags: Mapping[tuple[str, int], int]) -> None:
+        """Export lag for the assigned partitions; partitions no longer assigned are removed."""
+        current = {(topic, str(partition)): lag for (topic, partition), lag in lags.items()}
+        for labels in list(self._lag_labels - current.keys()):
+            self.consumer_lag.remove(*labels)
+        for labels, lag in current.items():
+            self.consumer_lag.labels(*labels).set(lag)
+        self._lag_labels = set(current)

@@ -72,6 +72,7 @@ class MonitorService:
         self.clock = clock
         self.on_alert = on_alert
         self.totals = ServiceTotals()
+        self._processed_at: dict[str, float] = {}
 
     def step(self, timeout_s: float = 0.5) -> StepResult | None:
         """Handle one batch end to end; ``None`` when the poll returned nothing."""
@@ -100,6 +101,9 @@ class MonitorService:
         objects, positions, undecodable = decode(raw.values)
         batch, invalid = validate(objects, raw.timestamp[positions], positions)
         transitions = self.monitor.process(batch)
+        now = self.clock()
+        for model in batch.models:
+            self._processed_at[model] = now
         rejections = sorted(undecodable + invalid, key=lambda r: r.index)
         return StepResult(len(raw), len(batch), rejections, transitions)
 
@@ -127,4 +131,5 @@ class MonitorService:
         self.totals.valid += result.valid
         self.totals.rejected += len(result.rejections)
         self.totals.batches += 1
-        self.metrics.models.publish(self.monitor.snapshot(), self.totals.alerts)
+        self.metrics.models.publish(self.monitor.snapshot(), self.totals.alerts, self._processed_at)
+        self.metrics.set_lag(self.source.lag())

@@ -40,6 +40,9 @@ class EventSource(Protocol):
     def commit(self) -> None:
         """Everything returned by ``poll`` so far is handled: commit it."""
 
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Messages behind the end of each assigned partition, as far as the source knows."""
+
     def close(self) -> None: ...
 
 
@@ -97,6 +100,15 @@ class KafkaEventSource:
             # The group rebalanced while this batch was handled: its partitions now
             # belong to another member, which re-reads from the last commit (at least once).
             log.warning("offset commit failed after a rebalance; the batch will be re-read: %s", error)
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        lags: dict[tuple[str, int], int] = {}
+        for tp in self._consumer.assignment():
+            end = self._consumer.highwater(tp)
+            if end is None:
+                continue  # no fetch response yet for this partition
+            lags[(tp.topic, tp.partition)] = max(0, end - self._consumer.position(tp))
+        return lags
 
     def close(self) -> None:
         self._consumer.close(autocommit=False)

@@ -41,6 +41,9 @@ class MemorySource:
         self.committed = self._polled_to
         self.journal.append(f"commit {self.committed}")
 
+    def lag(self) -> dict[tuple[str, int], int]:
+        return {("predictions", 0): sum(len(b) for b in self._batches)}
+
     def close(self) -> None:
         pass
 

@@ -77,6 +77,8 @@ def test_metrics_follow_the_windows_and_the_episode() -> None:
     assert get("decaywatch_degraded", {"model": "a"}) == 1.0
     assert get("decaywatch_alerts_total", {"model": "a", "status": "firing"}) == 1
     assert get("decaywatch_alerts_total", {"model": "a", "status": "resolved"}) == 0
+    assert get("decaywatch_last_processed_timestamp_seconds", {"model": "a"}) == 1717200000.0
+    assert get("decaywatch_consumer_lag_messages", {"topic": "predictions", "partition": "0"}) == 0
 
 
 def test_empty_poll_does_nothing() -> None:
