@@ -39,3 +39,6 @@ def configure_logging(fmt: str = "text", level: int = logging.INFO) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("kafka").setLevel(logging.WARNING)  # kafka-python is chatty at INFO
+    # kafka-python 3's event loop warns whenever another thread holds the GIL for >100 ms (e.g. a
+    # batch being evaluated); that is a latency note about its own loop, not a problem to page anyone for.
+    logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)

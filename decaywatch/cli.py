@@ -15,15 +15,19 @@ from collections.abc import Sequence
 def build_parser() -> argparse.ArgumentParser:
     """Build the whole command tree (no side effects: nothing is imported eagerly that starts work)."""
     from consumer import cli as monitor_cli
+    from decaywatch import demo
     from deploy.kafka import cli as kafka_cli
+    from producer import cli as producer_cli
 
     parser = argparse.ArgumentParser(
         prog="decaywatch",
         description="Catch ML models that decay in production: Kafka in, Prometheus metrics and alert events out.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    kafka_cli.add_parser(subparsers)
+    demo.add_parser(subparsers)
+    producer_cli.add_parser(subparsers)
     monitor_cli.add_parser(subparsers)
+    kafka_cli.add_parser(subparsers)
     return parser
 
 

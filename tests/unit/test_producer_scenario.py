@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -18,6 +19,7 @@ from producer.scenario import (
     Gradual,
     Lesson,
     ModelSpec,
+    Scenario,
     Segment,
     SpecError,
     Stable,
@@ -102,7 +104,7 @@ def test_bad_specs_fail_with_a_clear_message(text: str, message: str) -> None:
 
 
 def test_errors_name_the_model() -> None:
-    with pytest.raises(SpecError, match="^model 'fraud': sudden: at must be an integer"):
+    with pytest.raises(SpecError, match=r"^model 'fraud': sudden: at must be an integer"):
         parse_models("churn=lesson,fraud=sudden(at=x)")
 
 
@@ -135,7 +137,7 @@ scenarios = st.one_of(
 
 
 @given(st.lists(st.tuples(model_names, scenarios), min_size=1, max_size=5, unique_by=lambda t: t[0]))
-def test_format_then_parse_round_trips(models: list[tuple[str, object]]) -> None:
+def test_format_then_parse_round_trips(models: list[tuple[str, Scenario]]) -> None:
     specs = [ModelSpec(name, scenario) for name, scenario in models]
     assert parse_models(format_models(specs)) == specs
 
@@ -256,7 +258,7 @@ def test_lesson_truth_is_a_probability_everywhere_and_worst_at_the_far_edge() ->
 def test_lesson_accuracy_falls_every_week_and_first_drops_below_075_in_week_8() -> None:
     lesson = Lesson()
     weekly = [lesson.week_accuracy(w) for w in range(22)]
-    assert all(later < earlier for earlier, later in zip(weekly, weekly[1:]))
+    assert all(later < earlier for earlier, later in itertools.pairwise(weekly))
     assert weekly[7] > 0.75 > weekly[8]
     curve = lesson.population_accuracy(np.arange(Lesson.NATURAL_COUNT))
     assert int(np.flatnonzero(curve < 0.75)[0]) == 8 * EVENTS_PER_WEEK
