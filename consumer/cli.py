@@ -130,7 +130,14 @@ def run(args: argparse.Namespace) -> int:
             print(f"decaywatch monitor: metrics at {runtime.http.url()}", flush=True)
             log.info("consuming %s as group %s from %s", settings.topic, settings.group, args.bootstrap_servers)
             runtime.service.run(stop)
-            log.info("stopping: last batch committed")
+            totals = runtime.service.totals
+            log.info(
+                "stopped: consumed %d messages (%d valid, %d rejected) in %d batches; last batch committed",
+                totals.messages,
+                totals.valid,
+                totals.rejected,
+                totals.batches,
+            )
     except Exception as error:  # one clear line, not a traceback loop
         from kafka.errors import KafkaError
 

@@ -122,8 +122,8 @@ def verdict(m: ModelSnapshot) -> str:
     relation = ">" if m.degraded else "<="
     message = DEGRADED_MESSAGE if m.degraded else STABLE_MESSAGE
     return (
-        f"{m.model}: baseline {m.baseline:.3f}{since}, accuracy {w.accuracy:.3f} "
-        f"(last {w.labeled:,} labeled events{until}), drop {w.drop:.3f} {relation} threshold {m.threshold:g}\n"
+        f"{m.model}: baseline {m.baseline:.4f}{since}, accuracy {w.accuracy:.4f} "
+        f"(last {w.labeled:,} labeled events{until}), drop {w.drop:.4f} {relation} threshold {m.threshold:g}\n"
         f"  {message}"
     )
 
@@ -131,10 +131,10 @@ def verdict(m: ModelSnapshot) -> str:
 def _alert_line(event: dict[str, Any]) -> str:
     return (
         f"ALERT {event['status']:<8} {event['model']}: {event['message']} "
-        f"(accuracy {event['accuracy']:.3f}, baseline {event['baseline_accuracy']:.3f}, drop {event['drop']:.3f} "
+        f"(accuracy {event['accuracy']:.4f}, baseline {event['baseline_accuracy']:.4f}, drop {event['drop']:.4f} "
         f"> {event['threshold']:g} over the last {event['samples']:,} labeled events; event time {event['event_time'][:10]})"
         if event["status"] == "firing"
-        else f"ALERT {event['status']:<8} {event['model']}: {event['message']} (accuracy {event['accuracy']:.3f})"
+        else f"ALERT {event['status']:<8} {event['model']}: {event['message']} (accuracy {event['accuracy']:.4f})"
     )
 
 
