@@ -56,6 +56,20 @@ class SnapshotCollector(Collector):
         drop = GaugeMetricFamily(
             "decaywatch_accuracy_drop_ratio", "Baseline accuracy minus rolling accuracy.", labels=window_labels
         )
+        lower = GaugeMetricFamily(
+            "decaywatch_accuracy_lower_bound_ratio", "Lower bound of the 95% Wilson interval of the window's accuracy.", labels=window_labels
+        )
+        upper = GaugeMetricFamily(
+            "decaywatch_accuracy_upper_bound_ratio", "Upper bound of the 95% Wilson interval of the window's accuracy.", labels=window_labels
+        )
+        statistic = GaugeMetricFamily(
+            "decaywatch_rule_evidence",
+            "The sequential rule's running evidence (log-likelihood ratio) for a fall, or while firing for a recovery.",
+            labels=["model", "rule"],
+        )
+        needed = GaugeMetricFamily(
+            "decaywatch_rule_evidence_threshold", "Evidence the sequential rule needs to fire or resolve.", labels=["model", "rule"]
+        )
         window_events = GaugeMetricFamily(
             "decaywatch_window_labeled_events", "Labeled events currently in the window.", labels=window_labels
         )
@@ -96,8 +110,15 @@ class SnapshotCollector(Collector):
                 window_events.add_metric(labels, w.labeled)
                 if w.accuracy is not None:
                     accuracy.add_metric(labels, w.accuracy)
+                if w.lower_bound is not None and w.upper_bound is not None:
+                    lower.add_metric(labels, w.lower_bound)
+                    upper.add_metric(labels, w.upper_bound)
                 if w.drop is not None:
                     drop.add_metric(labels, w.drop)
+            for rule in m.rules:
+                if rule.statistic is not None and rule.evidence is not None:
+                    statistic.add_metric([m.model, rule.name], rule.statistic)
+                    needed.add_metric([m.model, rule.name], rule.evidence)
             if m.baseline is not None:
                 baseline.add_metric([m.model], m.baseline)
             threshold.add_metric([m.model], m.threshold)
@@ -114,7 +135,7 @@ class SnapshotCollector(Collector):
             correct.add_metric([m.model], m.correct)
             for status in ("firing", "resolved"):
                 alerts.add_metric([m.model, status], self._alerts.get((m.model, status), 0))
-        yield from (accuracy, drop, window_events, baseline, threshold, floor, degraded, below_floor, last_event, processed)
+        yield from (accuracy, lower, upper, statistic, needed, drop, window_events, baseline, threshold, floor, degraded, below_floor, last_event, processed)
         yield from (events, labeled, correct, alerts)
 
 

@@ -32,9 +32,7 @@ from monitor.config import ModelPolicy, MonitorConfig
 from monitor.snapshot import ModelSnapshot
 
 DEFAULT_MODELS = "churn-model=lesson,fraud-model=stable(accuracy=0.86)"
-LESSON_POLICY = ModelPolicy(
-    baseline=0.85, baseline_date="2024-01-01", threshold=0.1, windows=(1000, 10000), rule_window=10000, min_samples=5000
-)
+LESSON_POLICY = ModelPolicy(baseline=0.85, baseline_date="2024-01-01", threshold=0.1, windows=(1000, 10000))
 BAD_EVENTS = (
     b'{"model": "churn-model", "pred": 1, "label": 0}',  # an upstream rename: "prediction" became "pred"
     b'{"model": "fraud-model", "prediction": 1, "label": "1"}',  # label type changed upstream
@@ -129,13 +127,16 @@ def verdict(m: ModelSnapshot) -> str:
 
 
 def _alert_line(event: dict[str, Any]) -> str:
-    return (
-        f"ALERT {event['status']:<8} {event['model']}: {event['message']} "
-        f"(accuracy {event['accuracy']:.4f}, baseline {event['baseline_accuracy']:.4f}, drop {event['drop']:.4f} "
-        f"> {event['threshold']:g} over the last {event['samples']:,} labeled events; event time {event['event_time'][:10]})"
-        if event["status"] == "firing"
-        else f"ALERT {event['status']:<8} {event['model']}: {event['message']} (accuracy {event['accuracy']:.4f})"
+    evidence = (
+        f"accuracy {event['accuracy']:.4f} [{event['lower_bound']:.3f}, {event['upper_bound']:.3f}] "
+        f"over the last {event['samples']:,} labeled events"
     )
+    if event["status"] == "firing":
+        return (
+            f"ALERT {event['status']:<8} {event['model']}: {event['message']} ({evidence}, baseline "
+            f"{event['baseline_accuracy']:.4f}, drop {event['drop']:.4f} > {event['threshold']:g}; event time {event['event_time'][:10]})"
+        )
+    return f"ALERT {event['status']:<8} {event['model']}: {event['message']} ({evidence}; event time {event['event_time'][:10]})"
 
 
 def _start_local_kafka(stack: ExitStack, out: Any) -> str:

@@ -49,12 +49,23 @@ class AlertTransition:
     event_time: float
     source_index: int
     """Position, in the batch handed to the monitor, of the event that triggered it."""
+    lower_bound: float
+    """Wilson 95% interval of ``accuracy`` over ``samples``."""
+    upper_bound: float
+    window_accuracy: float
+    """Accuracy of the judged count window (``window`` events) at that moment, for context."""
+    decision: str
+    statistic: float | None
+    """The sequential test's evidence (log-likelihood ratio) when it decided; ``None`` for the window rule."""
+    evidence_start: float | None
+    """Event time of the first event behind the decision (``None`` if it lies beyond the batch's reach)."""
 
     def to_event(self, emitted_at: float) -> dict[str, Any]:
         """The alert event as published (JSON object), stamped with the time it was sent."""
         event = asdict(self)
         del event["source_index"]
         event["event_time"] = _iso(self.event_time)
+        event["evidence_start"] = None if self.evidence_start is None else _iso(self.evidence_start)
         event["emitted_at"] = _iso(emitted_at)
         return event
 

@@ -3,9 +3,13 @@
 Read from a TOML document (``decaywatch monitor --config FILE``)::
 
     [defaults]
-    threshold = 0.1          # alert when baseline - accuracy > 0.1
+    threshold = 0.1          # the contract: alert when baseline - accuracy > 0.1
+    decision = "sequential"  # how the contract is judged: "sequential" (default) or "window"
+    margin = 0.05            # sequential: reference accuracies line +/- margin
+    evidence = 12.0          # sequential: log-likelihood ratio needed to fire (and to resolve)
+    confidence_z = 3.0       # sequential: and the evidence span's accuracy beyond the line at this z
     windows = [1000, 10000]  # count windows, in labeled events
-    min_samples = 500        # a rule judges a window only once it holds this many
+    min_samples = 500        # no rule fires before the judged window holds this many
     learn_baseline_from = 1000
 
     [models.churn-model]
@@ -27,6 +31,10 @@ from datetime import date
 from typing import Any
 
 
+DECISIONS = ("sequential", "window")
+"""How a rule decides: a sequential test on the line (default), or the plain rule on the judged window."""
+
+
 class ConfigError(ValueError):
     """The configuration is not valid; the message names the key and the problem."""
 
@@ -44,6 +52,12 @@ class ModelPolicy:
     rule_window: int | None = None
     min_samples: int = 500
     recovery_margin: float = 0.05
+    decision: str = "sequential"
+    margin: float = 0.05
+    evidence: float = 12.0
+    cooldown: int = 0
+    floor_tolerance: float = 0.02
+    confidence_z: float = 3.0
 
     def __post_init__(self) -> None:
         if self.baseline is not None and not 0.0 <= self.baseline <= 1.0:
@@ -62,6 +76,18 @@ class ModelPolicy:
             raise ConfigError(f"learn_baseline_from must be at least 1, not {self.learn_baseline_from}")
         if not 0.0 <= self.recovery_margin < 1.0:
             raise ConfigError(f"recovery_margin must be in [0, 1), not {self.recovery_margin}")
+        if self.decision not in DECISIONS:
+            raise ConfigError(f"decision must be one of {list(DECISIONS)}, not {self.decision!r}")
+        if not 0.0 < self.margin < 0.5:
+            raise ConfigError(f"margin must be in (0, 0.5), not {self.margin}")
+        if not self.evidence > 0.0:
+            raise ConfigError(f"evidence must be positive, not {self.evidence}")
+        if type(self.cooldown) is not int or self.cooldown < 0:
+            raise ConfigError(f"cooldown must be a whole number of labeled events >= 0, not {self.cooldown}")
+        if not self.confidence_z >= 0.0:
+            raise ConfigError(f"confidence_z must be >= 0, not {self.confidence_z}")
+        if not 0.0 <= self.floor_tolerance < 0.5:
+            raise ConfigError(f"floor_tolerance must be in [0, 0.5), not {self.floor_tolerance}")
 
     @property
     def judged_window(self) -> int:
@@ -115,7 +141,7 @@ def _policy(values: dict[str, Any], where: str) -> ModelPolicy:
         values["baseline_date"] = values["baseline_date"].isoformat()
     if "windows" in values:
         values["windows"] = tuple(values["windows"])
-    for name in ("baseline", "threshold", "floor", "recovery_margin"):
+    for name in ("baseline", "threshold", "floor", "recovery_margin", "margin", "evidence", "floor_tolerance", "confidence_z"):
         if name in values and values[name] is not None and type(values[name]) not in (int, float):
             raise ConfigError(f"[{where}] {name} must be a number, not {values[name]!r}")
     try:

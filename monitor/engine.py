@@ -3,7 +3,7 @@
 >>> import numpy as np
 >>> from monitor.config import MonitorConfig, ModelPolicy
 >>> from monitor.schema import validate
->>> config = MonitorConfig(ModelPolicy(baseline=0.85, windows=(4,), min_samples=4))
+>>> config = MonitorConfig(ModelPolicy(baseline=0.85, windows=(4,), min_samples=4, decision="window"))
 >>> monitor = Monitor(config)
 >>> events = [{"model": "m", "prediction": 1, "label": int(i < 2)} for i in range(6)]
 >>> batch, rejected = validate(events, np.zeros(6))

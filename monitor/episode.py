@@ -46,3 +46,27 @@ class EpisodeState:
             transitions.append((position, self.firing))
             position += 1
         return transitions
+
+    def advance_with_cooldown(
+        self, breach: npt.NDArray[np.bool_], clear: npt.NDArray[np.bool_], quiet: int, cooldown: int
+    ) -> list[tuple[int, bool]]:
+        """Like ``advance``, but no episode opens in the first ``quiet`` events, nor within ``cooldown`` after a resolution."""
+        transitions: list[tuple[int, bool]] = []
+        position, length = 0, int(breach.shape[0])
+        blocked_until = quiet
+        while position < length:
+            if self.firing:
+                hits = clear[position:]
+            else:
+                hits = breach[position:].copy()
+                hits[: max(0, blocked_until - position)] = False
+            offset = int(np.argmax(hits))
+            if not hits[offset]:
+                break
+            position += offset
+            self.firing = not self.firing
+            transitions.append((position, self.firing))
+            if not self.firing:
+                blocked_until = position + 1 + cooldown
+            position += 1
+        return transitions

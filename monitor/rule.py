@@ -1,31 +1,40 @@
-"""Alert rules: when a model's rolling accuracy breaks its contract, and when it is back.
+"""Alert rules: when a model's accuracy breaks its contract, and when it is back.
 
 Two rules, both from the lesson:
 
 * ``degradation``: ``baseline - accuracy > threshold`` (strictly greater: a drop
   exactly equal to the threshold is stable).
 * ``floor``: ``accuracy <= floor`` (the lesson's quiz retrains "at 0.85 accuracy
-  or below").
+  or below"), with a tolerance: the floor's test is centred ``floor_tolerance``
+  below the floor, so a floor equal to the baseline does not fire on every
+  unlucky stretch of a healthy model.
 
-A rule only judges a window holding at least ``min_samples`` labeled events: a
-20-event window cannot page anyone.  Recovery needs a margin (``recovery_margin``)
-on the good side of the line, so that accuracy hovering at the line does not
-fire and resolve over and over.
+Each rule is judged by one of two deciders (``decision`` in the policy):
 
-Comparisons are exact: accuracy is ``correct / count`` (integers) and the line
-is a fraction, so ``correct * den < num * count`` decides, with no rounding.
+* ``sequential`` (default): a CUSUM on the rule's line (see ``sequential.py``):
+  fires as soon as the evidence is there, resolves on evidence too.
+* ``window``: the plain rule on the judged count window, once it holds
+  ``min_samples``; it resolves when the window is ``recovery_margin`` back on
+  the good side.  Simple to explain, but noisy near the line on short windows
+  and slow on long ones.
+
+Comparisons in the window rule are exact: accuracy is ``correct / count``
+(integers) and the line a fraction, so ``correct * den < num * count`` decides.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Final
+from typing import Final, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from monitor.baseline import exact
+from monitor.config import ModelPolicy
+from monitor.episode import EpisodeState
+from monitor.sequential import SequentialTest
 
 DEGRADATION: Final = "degradation"
 FLOOR: Final = "floor"
@@ -59,7 +68,7 @@ class RuleVerdict:
 
 @dataclass(frozen=True, slots=True)
 class DegradationRule:
-    """Degraded when ``baseline - accuracy > threshold`` in a window of at least ``min_samples``."""
+    """The plain rule: degraded when ``baseline - accuracy > threshold`` in a window of at least ``min_samples``."""
 
     threshold: float
     min_samples: int
@@ -76,7 +85,7 @@ class DegradationRule:
 
 @dataclass(frozen=True, slots=True)
 class FloorRule:
-    """Breached when ``accuracy <= floor`` in a window of at least ``min_samples``."""
+    """The plain floor: breached when ``accuracy <= floor`` in a window of at least ``min_samples``."""
 
     floor: float
     min_samples: int
@@ -90,3 +99,116 @@ class FloorRule:
         breach = enough & ~above(floor, correct, count)
         clear = enough & above(floor, correct, count) & at_or_above(floor + exact(self.recovery_margin), correct, count)
         return RuleVerdict(breach, clear)
+
+
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    """An episode opens (``firing``) or closes at event ``index``, on this evidence.
+
+    ``correct`` / ``count``: the events behind the decision (the judged window
+    for the window rule; the test's evidence span for the sequential one).
+    """
+
+    index: int
+    firing: bool
+    correct: int
+    count: int
+    statistic: float | None
+
+
+class Judge(Protocol):
+    """A rule with its alert state, advanced one batch at a time."""
+
+    name: str
+
+    @property
+    def firing(self) -> bool: ...
+
+    @property
+    def statistic(self) -> float | None: ...
+
+    def advance(self, outcomes: Mask, correct: Counts, count: Counts, allowed: Mask) -> list[Judgement]: ...
+
+
+class WindowJudge:
+    """The plain rule on the judged window, with one episode per breach and a cool-down after it."""
+
+    def __init__(self, rule: DegradationRule | FloorRule, baseline: Fraction | None, cooldown: int) -> None:
+        self.name = rule.name
+        self._rule, self._baseline, self._cooldown = rule, baseline, cooldown
+        self._episode = EpisodeState()
+        self._quiet = 0
+
+    @property
+    def firing(self) -> bool:
+        return self._episode.firing
+
+    @property
+    def statistic(self) -> float | None:
+        return None
+
+    def advance(self, outcomes: Mask, correct: Counts, count: Counts, allowed: Mask) -> list[Judgement]:
+        verdict = self._rule.evaluate(self._baseline, correct, count)  # type: ignore[arg-type]
+        breach = verdict.breach & allowed
+        quiet = min(self._quiet, int(breach.shape[0]))
+        judgements: list[Judgement] = []
+        for j, firing in self._episode.advance_with_cooldown(breach, verdict.clear, quiet, self._cooldown):
+            judgements.append(Judgement(j, firing, int(correct[j]), int(count[j]), None))
+        last_resolution = max((j.index for j in judgements if not j.firing), default=None)
+        m = int(outcomes.shape[0])
+        if last_resolution is not None:
+            self._quiet = max(0, self._cooldown - (m - 1 - last_resolution))
+        else:
+            self._quiet = max(0, self._quiet - m)
+        return judgements
+
+
+class SequentialJudge:
+    """A rule decided by a sequential test on its line (see ``sequential.py``)."""
+
+    def __init__(self, name: str, test: SequentialTest) -> None:
+        self.name = name
+        self._test = test
+
+    @property
+    def firing(self) -> bool:
+        return self._test.firing
+
+    @property
+    def statistic(self) -> float | None:
+        return self._test.statistic
+
+    @property
+    def evidence(self) -> float:
+        return self._test.evidence
+
+    def advance(self, outcomes: Mask, correct: Counts, count: Counts, allowed: Mask) -> list[Judgement]:
+        del correct, count  # the test keeps its own evidence
+        return [
+            Judgement(t.index, t.firing, t.span_correct, t.span_count, t.statistic)
+            for t in self._test.advance(outcomes, allowed)
+        ]
+
+
+def _sequential(name: str, line: float, margin: float, policy: ModelPolicy) -> SequentialJudge:
+    good = min(line + margin, 1.0 - 1e-6)
+    bad = max(line - margin, 1e-6)
+    test = SequentialTest(good, bad, policy.evidence, policy.cooldown, line=line, z=policy.confidence_z)
+    return SequentialJudge(name, test)
+
+
+def degradation_judge(policy: ModelPolicy, baseline: Fraction) -> Judge:
+    """The contract's rule for a model whose baseline is known."""
+    if policy.decision == "window":
+        rule = DegradationRule(policy.threshold, policy.min_samples, policy.recovery_margin)
+        return WindowJudge(rule, baseline, policy.cooldown)
+    return _sequential(DEGRADATION, float(baseline - exact(policy.threshold)), policy.margin, policy)
+
+
+def floor_judge(policy: ModelPolicy) -> Judge | None:
+    """The absolute floor's rule, if the policy sets one."""
+    if policy.floor is None:
+        return None
+    if policy.decision == "window":
+        return WindowJudge(FloorRule(policy.floor, policy.min_samples, policy.recovery_margin), None, policy.cooldown)
+    return _sequential(FLOOR, policy.floor - policy.floor_tolerance, max(policy.floor_tolerance, 1e-3), policy)

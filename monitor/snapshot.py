@@ -18,6 +18,20 @@ class WindowSnapshot:
     drop: float | None
     """Baseline minus accuracy (``None`` until both exist)."""
     time_span: tuple[float, float] | None
+    lower_bound: float | None = None
+    """Wilson 95% interval of the accuracy (``None`` while the window is empty)."""
+    upper_bound: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSnapshot:
+    name: str
+    firing: bool
+    statistic: float | None
+    """The sequential test's running evidence (log-likelihood ratio), ``None`` for the window rule."""
+    evidence: float | None
+    """The evidence needed to fire (or, while firing, to resolve)."""
+    alert_id: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,11 +47,21 @@ class ModelSnapshot:
     floor: float | None
     judged_window: int
     windows: tuple[WindowSnapshot, ...]
-    degraded: bool
-    """A degradation episode is open."""
-    below_floor: bool
-    """A floor episode is open."""
-    open_alert_ids: tuple[str, ...]
+    rules: tuple[RuleSnapshot, ...]
+
+    @property
+    def degraded(self) -> bool:
+        """A degradation episode is open."""
+        return any(r.firing for r in self.rules if r.name == "degradation")
+
+    @property
+    def below_floor(self) -> bool:
+        """A floor episode is open."""
+        return any(r.firing for r in self.rules if r.name == "floor")
+
+    @property
+    def open_alert_ids(self) -> tuple[str, ...]:
+        return tuple(r.alert_id for r in self.rules if r.alert_id is not None)
 
     def window(self, size: int) -> WindowSnapshot:
         return next(w for w in self.windows if w.size == size)

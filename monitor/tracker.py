@@ -10,9 +10,9 @@ import numpy.typing as npt
 from monitor.alert import DEGRADED_MESSAGE, FIRING, RESOLVED, STABLE_MESSAGE, AlertTransition, alert_id
 from monitor.baseline import Baseline
 from monitor.config import ModelPolicy
-from monitor.episode import EpisodeState
-from monitor.rule import DEGRADATION, DegradationRule, FloorRule
-from monitor.snapshot import ModelSnapshot, WindowSnapshot
+from monitor.rule import DEGRADATION, FLOOR, Judge, Judgement, degradation_judge, floor_judge
+from monitor.snapshot import ModelSnapshot, RuleSnapshot, WindowSnapshot
+from monitor.wilson import wilson_interval
 from monitor.window import CountWindow
 
 
@@ -28,12 +28,13 @@ class ModelTracker:
             if policy.baseline is not None
             else Baseline.learned(policy.learn_baseline_from)
         )
-        self.rules: list[DegradationRule | FloorRule] = [
-            DegradationRule(policy.threshold, policy.min_samples, policy.recovery_margin)
-        ]
-        if policy.floor is not None:
-            self.rules.append(FloorRule(policy.floor, policy.min_samples, policy.recovery_margin))
-        self.episodes = {rule.name: EpisodeState() for rule in self.rules}
+        self.judges: dict[str, Judge] = {}
+        floor = floor_judge(policy)
+        if floor is not None:
+            self.judges[FLOOR] = floor
+        if self.baseline.value is not None:
+            self.judges[DEGRADATION] = degradation_judge(policy, self.baseline.value)
+        self.alert_ids: dict[str, str] = {}
         self.events = 0
         self.labeled = 0
         self.correct = 0
@@ -58,43 +59,54 @@ class ModelTracker:
         self.labeled += int(outcomes.size)
         self.correct += int(np.count_nonzero(outcomes))
         learning = self.baseline.observe(outcomes, times)
-        trajectories = {size: window.extend(outcomes, times) for size, window in self.windows.items()}
-        if self.baseline.value is None:
-            return []
+        if DEGRADATION not in self.judges and self.baseline.value is not None:
+            self.judges = {DEGRADATION: degradation_judge(self.policy, self.baseline.value), **self.judges}
+        judged = self.windows[self.policy.judged_window]
+        trajectories = {size: window.trajectory(outcomes) for size, window in self.windows.items()}
         k, n = trajectories[self.policy.judged_window]
         transitions: list[AlertTransition] = []
-        for rule in self.rules:
-            verdict = rule.evaluate(self.baseline.value, k, n)
-            verdict.breach[:learning] = False
-            verdict.clear[:learning] = False
-            episode = self.episodes[rule.name]
-            for j, firing in episode.advance(verdict.breach, verdict.clear):
-                if firing:
-                    episode.alert_id = alert_id(self.model, rule.name, ordinal_before + j + 1)
-                transitions.append(self._transition(rule, episode, firing, int(k[j]), int(n[j]), float(times[j]), int(sources[j])))
-                if not firing:
-                    episode.alert_id = None
+        for judge in self.judges.values():
+            skip = learning if judge.name == DEGRADATION else 0
+            allowed = n[skip:] >= self.policy.min_samples
+            for judgement in judge.advance(outcomes[skip:], k[skip:], n[skip:], allowed):
+                j = judgement.index + skip
+                if judgement.firing:
+                    self.alert_ids[judge.name] = alert_id(self.model, judge.name, ordinal_before + j + 1)
+                span_start = self._span_start(judgement, judged, j, int(n[j]), times)
+                transitions.append(self._transition(judge, judgement, j, int(k[j]), int(n[j]), span_start, times, sources))
+                if not judgement.firing:
+                    del self.alert_ids[judge.name]
+        for size, window in self.windows.items():
+            window.write(outcomes, times, *trajectories[size])
         return transitions
+
+    def _span_start(self, judgement: Judgement, judged: CountWindow, j: int, n_j: int, times: npt.NDArray[np.float64]) -> float | None:
+        """Event time of the first event behind a judgement (window rule: the window's oldest event)."""
+        if judgement.statistic is None:
+            return judged.oldest_time(j, n_j, times)
+        first = j - judgement.count + 1
+        return float(times[first]) if first >= 0 else None
 
     def _transition(
         self,
-        rule: DegradationRule | FloorRule,
-        episode: EpisodeState,
-        firing: bool,
-        correct: int,
-        count: int,
-        event_time: float,
-        source_index: int,
+        judge: Judge,
+        judgement: Judgement,
+        j: int,
+        window_correct: int,
+        window_count: int,
+        span_start: float | None,
+        times: npt.NDArray[np.float64],
+        sources: npt.NDArray[np.int64],
     ) -> AlertTransition:
         baseline = float(self.baseline.value) if self.baseline.value is not None else float("nan")
-        accuracy = correct / count
-        assert episode.alert_id is not None
+        accuracy = judgement.correct / judgement.count
+        lower, upper = wilson_interval(judgement.correct, judgement.count)
         return AlertTransition(
-            alert_id=episode.alert_id,
+            alert_id=self.alert_ids[judge.name],
             model=self.model,
-            status=FIRING if firing else RESOLVED,
-            rule=rule.name,
-            message=DEGRADED_MESSAGE if firing else STABLE_MESSAGE,
+            status=FIRING if judgement.firing else RESOLVED,
+            rule=judge.name,
+            message=DEGRADED_MESSAGE if judgement.firing else STABLE_MESSAGE,
             baseline_accuracy=baseline,
             baseline_date=self._baseline_date(),
             accuracy=accuracy,
@@ -102,9 +114,15 @@ class ModelTracker:
             threshold=self.policy.threshold,
             floor=self.policy.floor,
             window=self.policy.judged_window,
-            samples=count,
-            event_time=event_time,
-            source_index=source_index,
+            samples=judgement.count,
+            event_time=float(times[j]),
+            source_index=int(sources[j]),
+            lower_bound=float(lower),
+            upper_bound=float(upper),
+            window_accuracy=window_correct / window_count,
+            decision=self.policy.decision,
+            statistic=judgement.statistic,
+            evidence_start=span_start,
         )
 
     def _baseline_date(self) -> str | None:
@@ -115,16 +133,30 @@ class ModelTracker:
 
     def snapshot(self) -> ModelSnapshot:
         baseline = float(self.baseline.value) if self.baseline.value is not None else None
-        windows = tuple(
-            WindowSnapshot(
-                size=size,
-                labeled=w.count,
-                correct=w.correct,
-                accuracy=w.accuracy,
-                drop=None if baseline is None or w.accuracy is None else baseline - w.accuracy,
-                time_span=w.time_span,
+        windows = []
+        for size, w in self.windows.items():
+            lower, upper = wilson_interval(w.correct, w.count)
+            windows.append(
+                WindowSnapshot(
+                    size=size,
+                    labeled=w.count,
+                    correct=w.correct,
+                    accuracy=w.accuracy,
+                    drop=None if baseline is None or w.accuracy is None else baseline - w.accuracy,
+                    time_span=w.time_span,
+                    lower_bound=None if not w.count else float(lower),
+                    upper_bound=None if not w.count else float(upper),
+                )
             )
-            for size, w in self.windows.items()
+        rules = tuple(
+            RuleSnapshot(
+                name=judge.name,
+                firing=judge.firing,
+                statistic=judge.statistic,
+                evidence=getattr(judge, "evidence", None),
+                alert_id=self.alert_ids.get(judge.name),
+            )
+            for judge in self.judges.values()
         )
         return ModelSnapshot(
             model=self.model,
@@ -137,8 +169,6 @@ class ModelTracker:
             threshold=self.policy.threshold,
             floor=self.policy.floor,
             judged_window=self.policy.judged_window,
-            windows=windows,
-            degraded=self.episodes[DEGRADATION].firing,
-            below_floor=any(e.firing for name, e in self.episodes.items() if name != DEGRADATION),
-            open_alert_ids=tuple(e.alert_id for e in self.episodes.values() if e.alert_id is not None),
+            windows=tuple(windows),
+            rules=rules,
         )

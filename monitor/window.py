@@ -75,21 +75,44 @@ class CountWindow:
         Returns ``(correct, count)``: the window's correct count and size
         after each event of the batch.
         """
+        correct, count = self.trajectory(outcomes)
+        self.write(outcomes, event_time, correct, count)
+        return correct, count
+
+    def trajectory(self, outcomes: npt.NDArray[np.bool_]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """What ``extend`` would return, without changing the window (then call ``write``)."""
         m = int(outcomes.shape[0])
         if m == 0:
             empty = np.zeros(0, dtype=np.int64)
             return empty, empty
-        size, before = self.size, self._count
-        bits = outcomes.astype(np.uint8, copy=False)
-        added = np.cumsum(bits, dtype=np.int64)
+        before = self._count
+        added = np.cumsum(outcomes, dtype=np.int64)
         seen = before + np.arange(1, m + 1, dtype=np.int64)
-        count = np.minimum(seen, size)
+        count = np.minimum(seen, self.size)
         dropped = seen - count  # how many of (old window + batch), oldest first, have left by each event
         correct = self._correct + added - self._dropped_correct(dropped, added, before)
-        self._write(bits, event_time)
+        return correct, count
+
+    def write(
+        self,
+        outcomes: npt.NDArray[np.bool_],
+        event_time: npt.NDArray[np.float64],
+        correct: npt.NDArray[np.int64],
+        count: npt.NDArray[np.int64],
+    ) -> None:
+        """Store a batch whose ``trajectory`` was ``(correct, count)``."""
+        if not outcomes.shape[0]:
+            return
+        self._write(outcomes.astype(np.uint8, copy=False), event_time)
         self._count = int(count[-1])
         self._correct = int(correct[-1])
-        return correct, count
+
+    def oldest_time(self, j: int, count_j: int, event_time: npt.NDArray[np.float64]) -> float:
+        """Event time of the oldest outcome in the window after event ``j`` of a batch not yet written."""
+        first = j - count_j + 1
+        if first >= 0:
+            return float(event_time[first])
+        return float(self._times[(self._next + first) % self.size])
 
     def _dropped_correct(
         self, dropped: npt.NDArray[np.int64], added: npt.NDArray[np.int64], before: int

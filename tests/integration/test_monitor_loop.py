@@ -31,9 +31,7 @@ from producer.scenario import parse_models
 from producer.stream import SyntheticStream, generate_all, interleave
 from tests.helpers import unique_name, wait_until
 
-LESSON = ModelPolicy(
-    baseline=0.85, baseline_date="2024-01-01", threshold=0.1, windows=(1000, 10000), rule_window=10000, min_samples=5000
-)
+LESSON = ModelPolicy(baseline=0.85, baseline_date="2024-01-01", threshold=0.1, windows=(1000, 10000))
 
 
 def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -137,14 +135,16 @@ def test_lesson_scenario_through_kafka(kafka_bootstrap: str, topic_factory) -> N
     assert [(a["model"], a["status"], a["message"]) for a in alerts] == [("churn-model", "firing", DEGRADED_MESSAGE)]
     alert = alerts[0]
     assert alert["rule"] == "degradation" and alert["baseline_accuracy"] == 0.85 and alert["baseline_date"] == "2024-01-01"
-    assert alert["drop"] > 0.1 and alert["window"] == 10000 and alert["samples"] == 10000
+    assert alert["drop"] > 0.1 and alert["upper_bound"] < 0.75 and alert["decision"] == "sequential"
+    assert alert["window"] == 1000 and 100 <= alert["samples"]
     crossing = manifest["models"]["churn-model"]["first_below"]["0.75"]["ts"]
     week = 7 * 86400
     fired = alert["event_time"]
     from datetime import datetime
 
     fired_ts = datetime.fromisoformat(fired).timestamp()
-    assert crossing - week <= fired_ts <= crossing + 2 * week, (fired, manifest["models"]["churn-model"]["first_below"])
+    # the benchmark (tests/benchmarks) holds the timing targets over 30 seeds; one seed must land near the crossing
+    assert crossing - 2 * week <= fired_ts <= crossing + 2 * week, (fired, manifest["models"]["churn-model"]["first_below"])
 
 
 def test_malformed_messages_reach_the_dead_letter_topic(kafka_bootstrap: str, topic_factory) -> None:  # type: ignore[no-untyped-def]

@@ -70,7 +70,9 @@ def run(monitor: Monitor, objects: list[dict[str, object]], cuts: list[int]) -> 
 
 
 def small_policy() -> MonitorConfig:
-    return MonitorConfig(ModelPolicy(baseline=0.85, threshold=0.1, windows=(20, 50), min_samples=10, recovery_margin=0.05))
+    return MonitorConfig(
+        ModelPolicy(baseline=0.85, threshold=0.1, windows=(20, 50), min_samples=10, recovery_margin=0.05, decision="window")
+    )
 
 
 def test_episode_fires_once_and_resolves_once() -> None:
@@ -100,7 +102,7 @@ def test_alerts_are_equal_whatever_the_batch_size(outcomes: list[bool], cuts: li
 
 
 def test_learned_baseline_starts_judging_after_learning() -> None:
-    config = MonitorConfig(ModelPolicy(learn_baseline_from=20, windows=(10,), min_samples=10, threshold=0.1))
+    config = MonitorConfig(ModelPolicy(learn_baseline_from=20, windows=(10,), min_samples=10, threshold=0.1, decision="window"))
     monitor = Monitor(config)
     outcomes = [True] * 17 + [False] * 3 + [False] * 5
     transitions = run(monitor, events(outcomes), [7, 19])
@@ -122,7 +124,9 @@ def test_unlabeled_events_count_toward_volume_not_accuracy() -> None:
 
 
 def test_alert_event_carries_the_contract_fields() -> None:
-    monitor = Monitor(MonitorConfig(ModelPolicy(baseline=0.85, baseline_date="2024-01-01", windows=(10,), min_samples=10)))
+    monitor = Monitor(
+        MonitorConfig(ModelPolicy(baseline=0.85, baseline_date="2024-01-01", windows=(10,), min_samples=10, decision="window"))
+    )
     batch, _ = validate(events([False] * 10), np.zeros(10))
     [transition] = monitor.process(batch)
     event = transition.to_event(emitted_at=1717200000.0)

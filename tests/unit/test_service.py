@@ -19,7 +19,7 @@ def build(batches: list[list[bytes | None]]) -> tuple[MonitorService, MemorySour
     journal: list[str] = []
     source = MemorySource(batches, journal)
     alerts, dead = MemoryAlertSink(journal), MemoryDeadLetters(journal)
-    config = MonitorConfig(ModelPolicy(baseline=0.85, windows=(10, 100), min_samples=10))
+    config = MonitorConfig(ModelPolicy(baseline=0.85, windows=(10, 100), min_samples=10, decision="window"))
     service = MonitorService(source, Monitor(config), alerts, dead, ServiceMetrics(), clock=lambda: 1717200000.0)
     return service, source, alerts, dead, journal
 

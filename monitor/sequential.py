@@ -1,0 +1,173 @@
+"""A sequential test on the contract's line: alert as soon as the evidence is there, and not before.
+
+The lesson's contract is ``baseline - accuracy > threshold``: accuracy below the
+line ``L = baseline - threshold``.  A plain rule on a short window cries wolf
+near the line; a long window is slow.  This is a Bernoulli CUSUM (Page's test)
+between two reference accuracies either side of the line, ``good = L + margin``
+and ``bad = L - margin``: each labeled event adds its log-likelihood ratio
+
+    log(bad / good)            if the prediction was right (negative)
+    log((1 - bad) / (1 - good))  if it was wrong          (positive)
+
+to a statistic that never goes below zero, and the alert fires when it reaches
+``evidence`` (a log-likelihood ratio: 12 means the recent events are e^12,
+about 160,000 times likelier under ``bad`` than under ``good``).  The expected
+increment is zero at an accuracy within a hair of the line (0.7522 for the
+lesson's 0.85 - 0.1), negative above it and positive below it, so a model at
+the baseline drifts back to zero and a model below the line climbs steadily:
+0.85 -> 0.65 is detected in about evidence / 0.055 = 220 labeled events.
+
+While an episode is open the mirror test runs (the same increments, negated):
+the episode resolves when the evidence says accuracy is back above the line.
+
+A CUSUM maximises over where the evidence starts, so near the line a chance
+dip can look decisive.  A second condition guards against that: the accuracy
+over the evidence span itself must lie below the line (to fire) or above it
+(to resolve) with confidence ``z`` (a Wilson bound; z = 3 is about 99.7%).  A
+real fall to 0.65 passes it as soon as the CUSUM does; a dip at 0.75 does not.
+
+Increments are integers (the log ratios scaled by 10^6 and rounded), so the
+statistic is an exact integer sum: the same events give the same alerts
+whatever the batch sizes.  The recursion ``S_n = max(0, S_(n-1) + x_n)`` is
+computed for a whole batch at once as ``C_n - min(0, min_(k<=n) C_k)`` with
+``C`` the running sum started at ``S_0``.
+
+>>> import numpy as np
+>>> test = SequentialTest(good=0.8, bad=0.7, evidence=3.0, cooldown=0, line=None)
+>>> outcomes = np.array([True] * 50 + [False] * 8 + [True] * 40, dtype=bool)
+>>> [(t.index, t.firing) for t in test.advance(outcomes, np.ones(98, dtype=bool))]
+[(57, True), (80, False)]
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from monitor.wilson import wilson_interval
+
+SCALE: Final = 1_000_000
+"""Log-likelihood ratios are counted in millionths (integers), so sums are exact."""
+
+
+@dataclass(frozen=True, slots=True)
+class TestTransition:
+    """An episode opens (``firing``) or closes at event ``index`` of the batch.
+
+    ``span_correct`` / ``span_count``: the events that built the evidence (since
+    the statistic last stood at zero), so the alert can say what accuracy the
+    evidence points at.
+    """
+
+    index: int
+    firing: bool
+    span_correct: int
+    span_count: int
+    statistic: float
+
+
+class SequentialTest:
+    """Page's CUSUM for a fall of a success rate from ``good`` to ``bad``, with a mirror test for recovery.
+
+    Public parameters: ``good``, ``bad``, ``evidence``, ``cooldown`` (labeled
+    events after a resolution during which no new episode may open), ``line``
+    and ``z`` (the span's accuracy must be beyond ``line`` with confidence ``z``;
+    ``line=None`` turns that check off).  Learned state: the statistic, the
+    evidence span, and whether an episode is open.
+    """
+
+    def __init__(
+        self, good: float, bad: float, evidence: float, cooldown: int, line: float | None = None, z: float = 3.0
+    ) -> None:
+        if not 0.0 < bad < good < 1.0:
+            raise ValueError(f"need 0 < bad < good < 1, not bad={bad}, good={good}")
+        if evidence <= 0:
+            raise ValueError(f"evidence must be positive, not {evidence}")
+        self.good, self.bad, self.evidence, self.cooldown = good, bad, evidence, cooldown
+        self.line, self.z = line, z
+        self._right = round(math.log(bad / good) * SCALE)  # < 0
+        self._wrong = round(math.log((1.0 - bad) / (1.0 - good)) * SCALE)  # > 0
+        self._limit = round(evidence * SCALE)
+        self._reset()
+
+    def _reset(self) -> None:
+        self.firing = False
+        self._statistic = 0
+        self._span_correct = 0
+        self._span_count = 0
+        self._quiet = 0  # labeled events still to wait (cool-down) before a new episode may open
+
+    @property
+    def statistic(self) -> float:
+        """The running evidence (a log-likelihood ratio) of the test now active: a fall, or while firing, a recovery."""
+        return self._statistic / SCALE
+
+    @property
+    def break_even(self) -> float:
+        """The accuracy at which the expected increment is zero (just above the contract's line)."""
+        return self._wrong / (self._wrong - self._right)
+
+    def advance(self, outcomes: npt.NDArray[np.bool_], allowed: npt.NDArray[np.bool_]) -> list[TestTransition]:
+        """Feed a batch of outcomes (True = correct); ``allowed[j]`` False forbids opening an episode at ``j``.
+
+        Returns the transitions in order.
+        """
+        transitions: list[TestTransition] = []
+        start, m = 0, int(outcomes.shape[0])
+        while start < m:
+            segment = outcomes[start:]
+            sign = -1 if self.firing else 1
+            steps = np.where(segment, self._right, self._wrong).astype(np.int64) * sign
+            running = self._statistic + np.cumsum(steps)
+            floor = np.minimum.accumulate(np.minimum(running, 0))
+            statistic = running - floor
+            hits = statistic >= self._limit
+            if self.line is not None and hits.any():
+                hits &= self._span_beyond_line(segment, statistic)
+            if not self.firing:
+                quiet = min(self._quiet, segment.shape[0])
+                hits[:quiet] = False
+                hits &= allowed[start:]
+            if not hits.any():
+                self._carry(segment, statistic)
+                self._quiet = max(0, self._quiet - int(segment.shape[0]))
+                break
+            j = int(np.argmax(hits))
+            span_correct, span_count = self._span_at(segment, statistic, j)
+            self.firing = not self.firing
+            transitions.append(TestTransition(start + j, self.firing, span_correct, span_count, float(statistic[j]) / SCALE))
+            self._statistic, self._span_correct, self._span_count = 0, 0, 0
+            self._quiet = 0 if self.firing else self.cooldown
+            start += j + 1
+        return transitions
+
+    def _span_beyond_line(self, segment: npt.NDArray[np.bool_], statistic: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        """Per event: is the accuracy over the evidence span beyond the line with confidence ``z``?"""
+        index = np.arange(segment.shape[0])
+        last_zero = np.maximum.accumulate(np.where(statistic == 0, index, -1))
+        correct_so_far = np.concatenate(([0], np.cumsum(segment, dtype=np.int64)))
+        fresh = last_zero >= 0
+        span_count = np.where(fresh, index - last_zero, self._span_count + index + 1)
+        span_correct = np.where(
+            fresh, correct_so_far[index + 1] - correct_so_far[last_zero + 1], self._span_correct + correct_so_far[index + 1]
+        )
+        lower, upper = wilson_interval(span_correct, span_count, self.z)
+        assert self.line is not None
+        return lower > self.line if self.firing else upper < self.line
+
+    def _span_at(self, segment: npt.NDArray[np.bool_], statistic: npt.NDArray[np.int64], j: int) -> tuple[int, int]:
+        """Correct and total events since the statistic last stood at zero, up to ``j``."""
+        zeros = np.flatnonzero(statistic[: j + 1] == 0)
+        if zeros.size:
+            first = int(zeros[-1]) + 1
+            return int(np.count_nonzero(segment[first : j + 1])), j + 1 - first
+        return self._span_correct + int(np.count_nonzero(segment[: j + 1])), self._span_count + j + 1
+
+    def _carry(self, segment: npt.NDArray[np.bool_], statistic: npt.NDArray[np.int64]) -> None:
+        last = int(statistic.shape[0]) - 1
+        self._span_correct, self._span_count = self._span_at(segment, statistic, last)
+        self._statistic = int(statistic[-1])
