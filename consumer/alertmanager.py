@@ -105,19 +105,23 @@ def to_alertmanager(event: Mapping[str, Any], generator_url: str | None = None) 
 
 
 def describe(event: Mapping[str, Any]) -> str:
-    """The numbers behind an alert event, in one sentence.
+    """The numbers behind an alert event, in one sentence (the Wilson interval and window accuracy when present).
 
-    >>> describe({"model": "churn", "accuracy": 0.7, "window": 1000, "samples": 1000, "baseline_accuracy": 0.85,
-    ...           "baseline_date": "2024-01-01", "drop": 0.15, "threshold": 0.1, "floor": None,
-    ...           "event_time": "2024-03-01T00:00:00.000Z"})
-    'Model churn: accuracy 0.700 over the last 1000 labeled events (window 1000), baseline 0.850 (2024-01-01), drop 0.150, threshold 0.100; event time 2024-03-01T00:00:00.000Z.'
+    >>> print(describe({"model": "churn", "accuracy": 0.7, "lower_bound": 0.66, "upper_bound": 0.74, "samples": 400,
+    ...                 "window": 1000, "window_accuracy": 0.71, "baseline_accuracy": 0.85, "baseline_date": "2024-01-01",
+    ...                 "drop": 0.15, "threshold": 0.1, "floor": None, "event_time": "2024-03-01T00:00:00.000Z"}))
+    Model churn: accuracy 0.700 (95% interval 0.660-0.740) over 400 labeled events, 0.710 over the last 1000; baseline 0.850 (2024-01-01), drop 0.150, threshold 0.100; event time 2024-03-01T00:00:00.000Z.
     """
+    interval = ""
+    if event.get("lower_bound") is not None and event.get("upper_bound") is not None:
+        interval = f" (95% interval {event['lower_bound']:.3f}-{event['upper_bound']:.3f})"
+    window = f", {event['window_accuracy']:.3f} over the last {event['window']}" if event.get("window_accuracy") is not None else ""
     since = f" ({event['baseline_date']})" if event.get("baseline_date") else ""
     floor = f", floor {event['floor']:.3f}" if event.get("floor") is not None else ""
     return (
-        f"Model {event['model']}: accuracy {event['accuracy']:.3f} over the last {event['samples']} labeled events "
-        f"(window {event['window']}), baseline {event['baseline_accuracy']:.3f}{since}, drop {event['drop']:.3f}, "
-        f"threshold {event['threshold']:.3f}{floor}; event time {event['event_time']}."
+        f"Model {event['model']}: accuracy {event['accuracy']:.3f}{interval} over {event['samples']} labeled events{window}; "
+        f"baseline {event['baseline_accuracy']:.3f}{since}, drop {event['drop']:.3f}, threshold {event['threshold']:.3f}{floor}; "
+        f"event time {event['event_time']}."
     )
 
 

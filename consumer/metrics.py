@@ -101,12 +101,17 @@ class SnapshotCollector(Collector):
         correct = CounterMetricFamily(
             "decaywatch_correct_predictions", "Labeled events whose prediction equals the label.", labels=["model"]
         )
+        late = CounterMetricFamily(
+            "decaywatch_late_events",
+            "Events later than the allowed lateness behind the newest event time; left out of time windows.",
+            labels=["model"],
+        )
         alerts = CounterMetricFamily(
             "decaywatch_alerts", "Alert events emitted, by status (firing, resolved).", labels=["model", "status"]
         )
         for m in models:
             for w in m.windows:
-                labels = [m.model, str(w.size)]
+                labels = [m.model, w.label]
                 window_events.add_metric(labels, w.labeled)
                 if w.accuracy is not None:
                     accuracy.add_metric(labels, w.accuracy)
@@ -133,10 +138,11 @@ class SnapshotCollector(Collector):
             events.add_metric([m.model], m.events)
             labeled.add_metric([m.model], m.labeled)
             correct.add_metric([m.model], m.correct)
+            late.add_metric([m.model], m.late_events)
             for status in ("firing", "resolved"):
                 alerts.add_metric([m.model, status], self._alerts.get((m.model, status), 0))
         yield from (accuracy, lower, upper, statistic, needed, drop, window_events, baseline, threshold, floor, degraded, below_floor, last_event, processed)
-        yield from (events, labeled, correct, alerts)
+        yield from (events, labeled, correct, late, alerts)
 
 
 class ServiceMetrics:

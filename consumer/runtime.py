@@ -103,7 +103,16 @@ def model_view(snapshot: Any) -> dict[str, Any]:
         "floor": snapshot.floor,
         "state": "degraded" if snapshot.degraded else ("below_floor" if snapshot.below_floor else "ok"),
         "open_alert_ids": list(snapshot.open_alert_ids),
+        "late_events": snapshot.late_events,
         "windows": {
-            str(w.size): {"accuracy": w.accuracy, "drop": w.drop, "labeled_events": w.labeled} for w in snapshot.windows
+            w.label: {
+                "accuracy": w.accuracy,
+                "lower_bound": w.lower_bound,
+                "upper_bound": w.upper_bound,
+                "drop": w.drop,
+                "labeled_events": w.labeled,
+            }
+            for w in snapshot.windows
         },
+        "rules": {r.name: {"firing": r.firing, "evidence": r.statistic, "evidence_needed": r.evidence} for r in snapshot.rules},
     }

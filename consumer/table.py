@@ -36,15 +36,15 @@ def status_of(snapshot: ModelSnapshot) -> str:
 
 def render(models: Mapping[str, ModelSnapshot], invalid: int) -> list[str]:
     """The table as lines (no colours, so it reads the same in a log)."""
-    sizes = sorted({w.size for m in models.values() for w in m.windows})
-    header = ["model", "events", "labeled", "event time"] + [f"acc@{s}" for s in sizes] + ["baseline", "drop", "status"]
+    labels = list(dict.fromkeys(w.label for m in models.values() for w in m.windows))
+    header = ["model", "events", "labeled", "event time"] + [f"acc@{s}" for s in labels] + ["baseline", "drop", "status"]
     rows = [header]
     for name in sorted(models):
         m = models[name]
-        accuracy = {w.size: w.accuracy for w in m.windows}
+        accuracy = {w.label: w.accuracy for w in m.windows}
         rows.append(
             [name, f"{m.events:,}", f"{m.labeled:,}", _date(m.last_event_time)]
-            + [_pct(accuracy.get(s)) for s in sizes]
+            + [_pct(accuracy.get(s)) for s in labels]
             + [_pct(m.baseline), _pct(m.judged.drop), status_of(m)]
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]

@@ -9,6 +9,8 @@ Read from a TOML document (``decaywatch monitor --config FILE``)::
     evidence = 12.0          # sequential: log-likelihood ratio needed to fire (and to resolve)
     confidence_z = 3.0       # sequential: and the evidence span's accuracy beyond the line at this z
     windows = [1000, 10000]  # count windows, in labeled events
+    time_windows = ["1h", "1d", "7d"]  # event-time windows
+    allowed_lateness = "1h"  # events older than the newest event time minus this are late
     min_samples = 500        # no rule fires before the judged window holds this many
     learn_baseline_from = 1000
 
@@ -29,6 +31,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
+
+from monitor.timewindow import parse_duration
 
 
 DECISIONS = ("sequential", "window")
@@ -58,6 +62,8 @@ class ModelPolicy:
     cooldown: int = 0
     floor_tolerance: float = 0.02
     confidence_z: float = 3.0
+    time_windows: tuple[str, ...] = ("1h", "1d", "7d")
+    allowed_lateness: str = "1h"
 
     def __post_init__(self) -> None:
         if self.baseline is not None and not 0.0 <= self.baseline <= 1.0:
@@ -84,6 +90,11 @@ class ModelPolicy:
             raise ConfigError(f"evidence must be positive, not {self.evidence}")
         if type(self.cooldown) is not int or self.cooldown < 0:
             raise ConfigError(f"cooldown must be a whole number of labeled events >= 0, not {self.cooldown}")
+        for text in (*self.time_windows, self.allowed_lateness):
+            try:
+                parse_duration(text)
+            except (ValueError, TypeError) as error:
+                raise ConfigError(f"time_windows and allowed_lateness take durations: {error}") from None
         if not self.confidence_z >= 0.0:
             raise ConfigError(f"confidence_z must be >= 0, not {self.confidence_z}")
         if not 0.0 <= self.floor_tolerance < 0.5:
@@ -139,8 +150,9 @@ def _policy(values: dict[str, Any], where: str) -> ModelPolicy:
     values = dict(values)
     if isinstance(values.get("baseline_date"), date):
         values["baseline_date"] = values["baseline_date"].isoformat()
-    if "windows" in values:
-        values["windows"] = tuple(values["windows"])
+    for name in ("windows", "time_windows"):
+        if name in values:
+            values[name] = tuple(values[name])
     for name in ("baseline", "threshold", "floor", "recovery_margin", "margin", "evidence", "floor_tolerance", "confidence_z"):
         if name in values and values[name] is not None and type(values[name]) not in (int, float):
             raise ConfigError(f"[{where}] {name} must be a number, not {values[name]!r}")

@@ -11,7 +11,10 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class WindowSnapshot:
-    size: int
+    label: str
+    """``"1000"`` for a count window of 1000 labeled events, ``"7d"`` for an event-time window."""
+    size: int | None
+    """Events in a full count window; ``None`` for a time window."""
     labeled: int
     correct: int
     accuracy: float | None
@@ -48,6 +51,7 @@ class ModelSnapshot:
     judged_window: int
     windows: tuple[WindowSnapshot, ...]
     rules: tuple[RuleSnapshot, ...]
+    late_events: int = 0
 
     @property
     def degraded(self) -> bool:
@@ -63,8 +67,8 @@ class ModelSnapshot:
     def open_alert_ids(self) -> tuple[str, ...]:
         return tuple(r.alert_id for r in self.rules if r.alert_id is not None)
 
-    def window(self, size: int) -> WindowSnapshot:
-        return next(w for w in self.windows if w.size == size)
+    def window(self, size: int | str) -> WindowSnapshot:
+        return next(w for w in self.windows if w.label == str(size))
 
     @property
     def judged(self) -> WindowSnapshot:

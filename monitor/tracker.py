@@ -12,6 +12,7 @@ from monitor.baseline import Baseline
 from monitor.config import ModelPolicy
 from monitor.rule import DEGRADATION, FLOOR, Judge, Judgement, degradation_judge, floor_judge
 from monitor.snapshot import ModelSnapshot, RuleSnapshot, WindowSnapshot
+from monitor.timewindow import TimeWindow, late_mask, parse_duration
 from monitor.wilson import wilson_interval
 from monitor.window import CountWindow
 
@@ -34,6 +35,10 @@ class ModelTracker:
             self.judges[FLOOR] = floor
         if self.baseline.value is not None:
             self.judges[DEGRADATION] = degradation_judge(policy, self.baseline.value)
+        self.time_windows = {label: TimeWindow(parse_duration(label)) for label in policy.time_windows}
+        self.allowed_lateness = parse_duration(policy.allowed_lateness)
+        self.watermark: float | None = None
+        self.late_events = 0
         self.alert_ids: dict[str, str] = {}
         self.events = 0
         self.labeled = 0
@@ -53,6 +58,11 @@ class ModelTracker:
             newest = float(event_time.max())
             self.last_event_time = newest if self.last_event_time is None else max(self.last_event_time, newest)
         outcomes, times, sources = correct[labeled], event_time[labeled], source_index[labeled]
+        late, self.watermark = late_mask(event_time, self.watermark, self.allowed_lateness)
+        self.late_events += int(np.count_nonzero(late))
+        on_time = ~late[labeled]
+        for window in self.time_windows.values():
+            window.add(outcomes[on_time], times[on_time])
         if not outcomes.size:
             return []
         ordinal_before = self.labeled
@@ -138,6 +148,7 @@ class ModelTracker:
             lower, upper = wilson_interval(w.correct, w.count)
             windows.append(
                 WindowSnapshot(
+                    label=str(size),
                     size=size,
                     labeled=w.count,
                     correct=w.correct,
@@ -146,6 +157,22 @@ class ModelTracker:
                     time_span=w.time_span,
                     lower_bound=None if not w.count else float(lower),
                     upper_bound=None if not w.count else float(upper),
+                )
+            )
+        for label, tw in self.time_windows.items():
+            lower, upper = wilson_interval(tw.correct, tw.count)
+            accuracy = tw.accuracy
+            windows.append(
+                WindowSnapshot(
+                    label=label,
+                    size=None,
+                    labeled=tw.count,
+                    correct=tw.correct,
+                    accuracy=accuracy,
+                    drop=None if baseline is None or accuracy is None else baseline - accuracy,
+                    time_span=tw.time_span,
+                    lower_bound=None if not tw.count else float(lower),
+                    upper_bound=None if not tw.count else float(upper),
                 )
             )
         rules = tuple(
@@ -171,4 +198,5 @@ class ModelTracker:
             judged_window=self.policy.judged_window,
             windows=tuple(windows),
             rules=rules,
+            late_events=self.late_events,
         )
