@@ -70,6 +70,18 @@ class SnapshotCollector(Collector):
         needed = GaugeMetricFamily(
             "decaywatch_rule_evidence_threshold", "Evidence the sequential rule needs to fire or resolve.", labels=["model", "rule"]
         )
+        binary = {
+            "precision": GaugeMetricFamily(
+                "decaywatch_precision_ratio", "Precision of the positive class over the count window.", labels=window_labels
+            ),
+            "recall": GaugeMetricFamily(
+                "decaywatch_recall_ratio", "Recall of the positive class over the count window.", labels=window_labels
+            ),
+            "f1": GaugeMetricFamily("decaywatch_f1_ratio", "F1 of the positive class over the count window.", labels=window_labels),
+            "brier": GaugeMetricFamily(
+                "decaywatch_brier_score", "Mean squared error of the score over the count window (lower is better).", labels=window_labels
+            ),
+        }
         window_events = GaugeMetricFamily(
             "decaywatch_window_labeled_events", "Labeled events currently in the window.", labels=window_labels
         )
@@ -120,6 +132,10 @@ class SnapshotCollector(Collector):
                     upper.add_metric(labels, w.upper_bound)
                 if w.drop is not None:
                     drop.add_metric(labels, w.drop)
+            for label, values in (m.binary_metrics or {}).items():
+                for name, value in values.items():
+                    if value is not None:
+                        binary[name].add_metric([m.model, label], value)
             for rule in m.rules:
                 if rule.statistic is not None and rule.evidence is not None:
                     statistic.add_metric([m.model, rule.name], rule.statistic)
@@ -142,6 +158,7 @@ class SnapshotCollector(Collector):
             for status in ("firing", "resolved"):
                 alerts.add_metric([m.model, status], self._alerts.get((m.model, status), 0))
         yield from (accuracy, lower, upper, statistic, needed, drop, window_events, baseline, threshold, floor, degraded, below_floor, last_event, processed)
+        yield from binary.values()
         yield from (events, labeled, correct, late, alerts)
 
 

@@ -59,6 +59,8 @@ class AlertTransition:
     """The sequential test's evidence (log-likelihood ratio) when it decided; ``None`` for the window rule."""
     evidence_start: float | None
     """Event time of the first event behind the decision (``None`` if it lies beyond the batch's reach)."""
+    metric: str = "accuracy"
+    """What ``accuracy``, ``drop`` and the bounds measure: accuracy, or the metric of a metric rule (recall, ...)."""
 
     def to_event(self, emitted_at: float) -> dict[str, Any]:
         """The alert event as published (JSON object), stamped with the time it was sent."""

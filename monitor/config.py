@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from monitor.binary import METRICS, SEQUENTIAL_METRICS
 from monitor.timewindow import parse_duration
 
 
@@ -41,6 +42,37 @@ DECISIONS = ("sequential", "window")
 
 class ConfigError(ValueError):
     """The configuration is not valid; the message names the key and the problem."""
+
+
+@dataclass(frozen=True, slots=True)
+class MetricRule:
+    """A rule on another metric than the contract's accuracy, e.g. the recall of a fraud model.
+
+    ``metric`` is one of accuracy, precision, recall, f1, brier; it fires when
+    the metric is more than ``threshold`` worse than ``baseline`` (for brier:
+    higher).  ``decision`` defaults to the model's for accuracy, precision and
+    recall, and is always ``window`` for f1 and brier.
+    """
+
+    metric: str
+    baseline: float
+    threshold: float
+    decision: str | None = None
+    min_samples: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRICS:
+            raise ConfigError(f"rule metric must be one of {list(METRICS)}, not {self.metric!r}")
+        if not 0.0 <= self.baseline <= 1.0 or not 0.0 <= self.threshold < 1.0:
+            raise ConfigError(f"rule on {self.metric}: baseline must be in [0, 1] and threshold in [0, 1)")
+        if self.decision is not None and self.decision not in DECISIONS:
+            raise ConfigError(f"rule on {self.metric}: decision must be one of {list(DECISIONS)}")
+        if self.decision == "sequential" and self.metric not in SEQUENTIAL_METRICS:
+            raise ConfigError(f"rule on {self.metric}: only {list(SEQUENTIAL_METRICS)} can use the sequential decision")
+
+    @property
+    def name(self) -> str:
+        return f"{self.metric}_degradation"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +96,9 @@ class ModelPolicy:
     confidence_z: float = 3.0
     time_windows: tuple[str, ...] = ("1h", "1d", "7d")
     allowed_lateness: str = "1h"
+    positive_label: int | str | bool | None = 1
+    """The positive class for precision, recall and F1 (``None``: not a binary model)."""
+    rules: tuple[MetricRule, ...] = ()
 
     def __post_init__(self) -> None:
         if self.baseline is not None and not 0.0 <= self.baseline <= 1.0:
@@ -153,12 +188,22 @@ def _policy(values: dict[str, Any], where: str) -> ModelPolicy:
     for name in ("windows", "time_windows"):
         if name in values:
             values[name] = tuple(values[name])
+    if "rules" in values:
+        rules = values["rules"]
+        if not isinstance(rules, list) or not all(isinstance(r, Mapping) for r in rules):
+            raise ConfigError(f"[{where}] rules must be an array of tables ([[{where}.rules]])")
+        try:
+            values["rules"] = tuple(MetricRule(**r) for r in rules)
+        except TypeError as error:
+            raise ConfigError(f"[{where}] rules: {error}") from None
     for name in ("baseline", "threshold", "floor", "recovery_margin", "margin", "evidence", "floor_tolerance", "confidence_z"):
         if name in values and values[name] is not None and type(values[name]) not in (int, float):
             raise ConfigError(f"[{where}] {name} must be a number, not {values[name]!r}")
     try:
         return ModelPolicy(**values)
     except ConfigError as error:
+        if str(error).startswith("["):
+            raise
         raise ConfigError(f"[{where}] {error}") from None
     except TypeError as error:
         raise ConfigError(f"[{where}] {error}") from None

@@ -40,11 +40,22 @@ class Monitor:
         for code, model in enumerate(batch.models):
             rows = order[start : bounds[code]]
             start = int(bounds[code])
+            tracker = self.tracker(model)
             transitions.extend(
-                self.tracker(model).update(
-                    batch.labeled[rows], batch.correct[rows], batch.event_time[rows], batch.source_index[rows]
-                )
+                tracker.update(batch.labeled[rows], batch.correct[rows], batch.event_time[rows], batch.source_index[rows])
             )
+            if tracker.binary is not None and batch.predictions is not None and batch.labels is not None:
+                picked = rows.tolist()
+                score = batch.score[rows] if batch.score is not None else np.full(rows.size, np.nan)
+                transitions.extend(
+                    tracker.update_binary(
+                        [batch.predictions[i] for i in picked],
+                        [batch.labels[i] for i in picked],
+                        score,
+                        batch.event_time[rows],
+                        batch.source_index[rows],
+                    )
+                )
         transitions.sort(key=lambda t: t.source_index)
         return transitions
 

@@ -190,7 +190,8 @@ class SequentialJudge:
         ]
 
 
-def _sequential(name: str, line: float, margin: float, policy: ModelPolicy) -> SequentialJudge:
+def sequential_judge(name: str, line: float, margin: float, policy: ModelPolicy) -> SequentialJudge:
+    """A sequential test centred on ``line`` with the policy's evidence, cool-down and confidence."""
     good = min(line + margin, 1.0 - 1e-6)
     bad = max(line - margin, 1e-6)
     test = SequentialTest(good, bad, policy.evidence, policy.cooldown, line=line, z=policy.confidence_z)
@@ -202,7 +203,7 @@ def degradation_judge(policy: ModelPolicy, baseline: Fraction) -> Judge:
     if policy.decision == "window":
         rule = DegradationRule(policy.threshold, policy.min_samples, policy.recovery_margin)
         return WindowJudge(rule, baseline, policy.cooldown)
-    return _sequential(DEGRADATION, float(baseline - exact(policy.threshold)), policy.margin, policy)
+    return sequential_judge(DEGRADATION, float(baseline - exact(policy.threshold)), policy.margin, policy)
 
 
 def floor_judge(policy: ModelPolicy) -> Judge | None:
@@ -211,4 +212,4 @@ def floor_judge(policy: ModelPolicy) -> Judge | None:
         return None
     if policy.decision == "window":
         return WindowJudge(FloorRule(policy.floor, policy.min_samples, policy.recovery_margin), None, policy.cooldown)
-    return _sequential(FLOOR, policy.floor - policy.floor_tolerance, max(policy.floor_tolerance, 1e-3), policy)
+    return sequential_judge(FLOOR, policy.floor - policy.floor_tolerance, max(policy.floor_tolerance, 1e-3), policy)

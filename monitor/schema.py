@@ -95,6 +95,11 @@ class EventBatch:
     correct: npt.NDArray[np.bool_]
     event_time: npt.NDArray[np.float64]
     source_index: npt.NDArray[np.int64]
+    predictions: Sequence[Any] | None = None
+    """The raw predictions (for precision and recall of a chosen positive class); optional."""
+    labels: Sequence[Any] | None = None
+    score: npt.NDArray[np.float64] | None = None
+    """The model's probability of the positive class, NaN where absent (for the Brier score); optional."""
 
     def __len__(self) -> int:
         return int(self.model_codes.shape[0])
@@ -108,6 +113,9 @@ class EventBatch:
             correct=np.zeros(0, bool),
             event_time=np.zeros(0, np.float64),
             source_index=np.zeros(0, np.int64),
+            predictions=(),
+            labels=(),
+            score=np.zeros(0, np.float64),
         )
 
 
@@ -195,6 +203,7 @@ def validate(
             rejections.append(Rejection(where[i], reason, detail))
 
     keep_idx = np.flatnonzero(good)
+    kept = keep_idx.tolist()
     codes_of: dict[str, int] = {}
     model_codes = np.fromiter(
         (codes_of.setdefault(models[i], len(codes_of)) for i in keep_idx.tolist()), dtype=np.int32, count=keep_idx.size
@@ -210,9 +219,18 @@ def validate(
         correct=correct,
         event_time=event_time[keep_idx],
         source_index=np.asarray(where, dtype=np.int64)[keep_idx],
+        predictions=[predictions[i] for i in kept],
+        labels=[labels[i] for i in kept],
+        score=np.fromiter(
+            (_score_or_nan(objects[i].get("score")) for i in kept), dtype=np.float64, count=keep_idx.size
+        ),
     )
     rejections.sort(key=lambda r: r.index)
     return batch, rejections
+
+
+def _score_or_nan(score: object) -> float:
+    return float(score) if score is not None else math.nan  # type: ignore[arg-type]
 
 
 def _optional_fields_ok(objects: Sequence[dict[str, Any]]) -> npt.NDArray[np.bool_]:

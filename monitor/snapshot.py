@@ -52,6 +52,8 @@ class ModelSnapshot:
     windows: tuple[WindowSnapshot, ...]
     rules: tuple[RuleSnapshot, ...]
     late_events: int = 0
+    binary_metrics: dict[str, dict[str, float | None]] | None = None
+    """Per count window (label): precision, recall, f1 and brier, ``None`` where undefined."""
 
     @property
     def degraded(self) -> bool:

@@ -8,9 +8,10 @@ import numpy as np
 import numpy.typing as npt
 
 from monitor.alert import DEGRADED_MESSAGE, FIRING, RESOLVED, STABLE_MESSAGE, AlertTransition, alert_id
-from monitor.baseline import Baseline
-from monitor.config import ModelPolicy
-from monitor.rule import DEGRADATION, FLOOR, Judge, Judgement, degradation_judge, floor_judge
+from monitor.baseline import Baseline, exact
+from monitor.binary import BinaryOutcomes, BinaryWindow, ValueWindowJudge
+from monitor.config import MetricRule, ModelPolicy
+from monitor.rule import DEGRADATION, FLOOR, Judge, Judgement, SequentialJudge, degradation_judge, floor_judge, sequential_judge
 from monitor.snapshot import ModelSnapshot, RuleSnapshot, WindowSnapshot
 from monitor.timewindow import TimeWindow, late_mask, parse_duration
 from monitor.wilson import wilson_interval
@@ -40,6 +41,13 @@ class ModelTracker:
         self.watermark: float | None = None
         self.late_events = 0
         self.alert_ids: dict[str, str] = {}
+        self.binary = (
+            {size: BinaryWindow(size) for size in self.windows} if policy.positive_label is not None else None
+        )
+        self.metric_rules: dict[str, tuple[MetricRule, SequentialJudge | ValueWindowJudge]] = {
+            rule.name: (rule, _metric_judge(rule, policy)) for rule in policy.rules
+        }
+        self._binary_seen = 0
         self.events = 0
         self.labeled = 0
         self.correct = 0
@@ -90,6 +98,85 @@ class ModelTracker:
             window.write(outcomes, times, *trajectories[size])
         return transitions
 
+    def update_binary(
+        self,
+        predictions: list[object],
+        labels: list[object],
+        score: npt.NDArray[np.float64],
+        event_time: npt.NDArray[np.float64],
+        source_index: npt.NDArray[np.int64],
+    ) -> list[AlertTransition]:
+        """Precision, recall, F1 and Brier for the same events as ``update``; returns transitions of metric rules."""
+        assert self.binary is not None
+        labeled = [i for i, label in enumerate(labels) if label is not None]
+        if not labeled:
+            return []
+        batch = BinaryOutcomes.of(
+            [predictions[i] for i in labeled], [labels[i] for i in labeled], score[labeled], self.policy.positive_label
+        )
+        times, sources = event_time[labeled], source_index[labeled]
+        values = {size: window.update(batch, times) for size, window in self.binary.items()}
+        judged = values[self.policy.judged_window]
+        ordinal_before = self._binary_seen
+        self._binary_seen += len(labeled)
+        transitions: list[AlertTransition] = []
+        for name, (rule, judge) in self.metric_rules.items():
+            if isinstance(judge, ValueWindowJudge):
+                moves = [(v.index, v.firing, v.value, v.support, None) for v in judge.advance(judged.values[rule.metric], judged.support[rule.metric])]
+            else:
+                moves = self._sequential_metric(rule, judge, batch)
+            for j, firing, value, support, statistic in moves:
+                if firing:
+                    self.alert_ids[name] = alert_id(self.model, name, ordinal_before + j + 1)
+                transitions.append(self._metric_transition(rule, firing, value, support, statistic, float(times[j]), int(sources[j])))
+                if not firing:
+                    del self.alert_ids[name]
+        return transitions
+
+    def _sequential_metric(
+        self, rule: MetricRule, judge: SequentialJudge, batch: BinaryOutcomes
+    ) -> list[tuple[int, bool, float, int, float | None]]:
+        """Precision and recall are success rates over a subsequence: run the test there, map indexes back."""
+        if rule.metric == "precision":
+            rows, outcomes = np.flatnonzero(batch.predicted), batch.actual[batch.predicted]
+        else:
+            rows, outcomes = np.flatnonzero(batch.actual), batch.predicted[batch.actual]
+        allowed = np.ones(rows.size, dtype=bool)
+        return [
+            (int(rows[j.index]), j.firing, j.correct / j.count, j.count, j.statistic)
+            for j in judge.advance(outcomes, np.zeros(0, np.int64), np.zeros(0, np.int64), allowed)
+        ]
+
+    def _metric_transition(
+        self, rule: MetricRule, firing: bool, value: float, support: int, statistic: float | None, event_time: float, source: int
+    ) -> AlertTransition:
+        lower, upper = wilson_interval(round(value * support), support) if rule.metric != "brier" else (value, value)
+        worse = value - rule.baseline if rule.metric == "brier" else rule.baseline - value
+        return AlertTransition(
+            alert_id=self.alert_ids[rule.name],
+            model=self.model,
+            status=FIRING if firing else RESOLVED,
+            rule=rule.name,
+            message=DEGRADED_MESSAGE if firing else STABLE_MESSAGE,
+            baseline_accuracy=rule.baseline,
+            baseline_date=None,
+            accuracy=value,
+            drop=worse,
+            threshold=rule.threshold,
+            floor=None,
+            window=self.policy.judged_window,
+            samples=support,
+            event_time=event_time,
+            source_index=source,
+            lower_bound=float(lower),
+            upper_bound=float(upper),
+            window_accuracy=float("nan"),
+            decision="window" if statistic is None else "sequential",
+            statistic=statistic,
+            evidence_start=None,
+            metric=rule.metric,
+        )
+
     def _span_start(self, judgement: Judgement, judged: CountWindow, j: int, n_j: int, times: npt.NDArray[np.float64]) -> float | None:
         """Event time of the first event behind a judgement (window rule: the window's oldest event)."""
         if judgement.statistic is None:
@@ -133,6 +220,7 @@ class ModelTracker:
             decision=self.policy.decision,
             statistic=judgement.statistic,
             evidence_start=span_start,
+            metric="accuracy",
         )
 
     def _baseline_date(self) -> str | None:
@@ -175,6 +263,9 @@ class ModelTracker:
                     upper_bound=None if not tw.count else float(upper),
                 )
             )
+        metrics: dict[str, dict[str, float | None]] = {}
+        if self.binary is not None:
+            metrics = {str(size): window.current() for size, window in self.binary.items()}
         rules = tuple(
             RuleSnapshot(
                 name=judge.name,
@@ -184,6 +275,15 @@ class ModelTracker:
                 alert_id=self.alert_ids.get(judge.name),
             )
             for judge in self.judges.values()
+        ) + tuple(
+            RuleSnapshot(
+                name=name,
+                firing=judge.firing,
+                statistic=judge.statistic if isinstance(judge, SequentialJudge) else None,
+                evidence=judge.evidence if isinstance(judge, SequentialJudge) else None,
+                alert_id=self.alert_ids.get(name),
+            )
+            for name, (_rule, judge) in self.metric_rules.items()
         )
         return ModelSnapshot(
             model=self.model,
@@ -199,4 +299,14 @@ class ModelTracker:
             windows=tuple(windows),
             rules=rules,
             late_events=self.late_events,
+            binary_metrics=metrics,
         )
+
+
+def _metric_judge(rule: MetricRule, policy: ModelPolicy) -> SequentialJudge | ValueWindowJudge:
+    decision = rule.decision or (policy.decision if rule.metric in ("accuracy", "precision", "recall") else "window")
+    min_samples = rule.min_samples if rule.min_samples is not None else policy.min_samples
+    if decision == "sequential":
+        line = float(exact(rule.baseline) - exact(rule.threshold))
+        return sequential_judge(rule.name, line, policy.margin, policy)
+    return ValueWindowJudge(rule.metric, rule.baseline, rule.threshold, min_samples, policy.recovery_margin, policy.cooldown)

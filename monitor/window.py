@@ -28,11 +28,12 @@ class CountWindow:
     bits and their event times, the write position, the fill and the sum.
     """
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, dtype: type[np.integer] = np.uint8) -> None:  # type: ignore[type-arg]
+        """``dtype`` holds each event's value: bits by default; a wider integer for sums such as squared errors."""
         if size < 1:
             raise ValueError(f"window size must be at least 1, not {size}")
         self.size = size
-        self._bits = np.zeros(size, dtype=np.uint8)
+        self._bits = np.zeros(size, dtype=dtype)
         self._times = np.zeros(size, dtype=np.float64)
         self._reset()
 
@@ -103,7 +104,7 @@ class CountWindow:
         """Store a batch whose ``trajectory`` was ``(correct, count)``."""
         if not outcomes.shape[0]:
             return
-        self._write(outcomes.astype(np.uint8, copy=False), event_time)
+        self._write(outcomes.astype(self._bits.dtype, copy=False), event_time)
         self._count = int(count[-1])
         self._correct = int(correct[-1])
 
@@ -133,7 +134,7 @@ class CountWindow:
             result[spill] = self._correct + added[past_old[spill] - 1]
         return result
 
-    def _write(self, bits: npt.NDArray[np.uint8], event_time: npt.NDArray[np.float64]) -> None:
+    def _write(self, bits: npt.NDArray[np.integer], event_time: npt.NDArray[np.float64]) -> None:
         m, size = bits.shape[0], self.size
         if m >= size:
             self._bits[:] = bits[-size:]

@@ -1,0 +1,147 @@
+"""More than accuracy: precision, recall and F1 of a positive class, and the Brier score, per count window.
+
+A fraud model can keep its accuracy while missing every fraud, so a rule may
+watch any of these with a baseline and threshold of its own.  All are counted
+over the same last-N labeled events as accuracy, with the same ring buffers:
+
+* precision = TP / predicted positives, recall = TP / actual positives,
+  F1 = 2 TP / (predicted positives + actual positives);
+* Brier score = mean of (score - actual)^2 over the events that carry a
+  score (lower is better: its rule fires on a *rise* above the baseline).
+
+Squared errors are stored as integers (millionths), so window sums are exact
+and alerts do not depend on batch sizes.
+
+Precision and recall are success rates over a subsequence (recall: the events
+that really were positive, success = predicted positive), so their rules can
+use the same sequential test as accuracy.  F1 and Brier are not, so their
+rules judge the window's value (``decision = "window"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from monitor.episode import EpisodeState
+from monitor.window import CountWindow
+
+BRIER_SCALE: Final = 1_000_000
+METRICS: Final = ("accuracy", "precision", "recall", "f1", "brier")
+SEQUENTIAL_METRICS: Final = ("accuracy", "precision", "recall")
+
+
+@dataclass(frozen=True, slots=True)
+class BinaryOutcomes:
+    """One batch's labeled events of a model, as bits against the positive class."""
+
+    predicted: npt.NDArray[np.bool_]
+    actual: npt.NDArray[np.bool_]
+    squared_error: npt.NDArray[np.int64]
+    """(score - actual)^2 in millionths; 0 where there is no score."""
+    scored: npt.NDArray[np.bool_]
+
+    @classmethod
+    def of(cls, predictions: Sequence[Any], labels: Sequence[Any], score: npt.NDArray[np.float64], positive: Any) -> BinaryOutcomes:
+        predicted = np.fromiter((p == positive for p in predictions), dtype=bool, count=len(predictions))
+        actual = np.fromiter((label == positive for label in labels), dtype=bool, count=len(labels))
+        scored = ~np.isnan(score)
+        error = np.where(scored, score - actual, 0.0)
+        return cls(predicted, actual, np.rint(error * error * BRIER_SCALE).astype(np.int64), scored)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricValues:
+    """Per event of a batch (after it): each metric's value over the window, NaN where undefined, and its support."""
+
+    values: dict[str, npt.NDArray[np.float64]]
+    support: dict[str, npt.NDArray[np.int64]]
+
+
+class BinaryWindow:
+    """TP, predicted-positive, actual-positive and squared-error rings over the last ``size`` labeled events."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.tp = CountWindow(size)
+        self.predicted = CountWindow(size)
+        self.actual = CountWindow(size)
+        self.squared_error = CountWindow(size, dtype=np.int64)
+        self.scored = CountWindow(size)
+
+    def _parts(self, batch: BinaryOutcomes) -> list[tuple[CountWindow, npt.NDArray[Any]]]:
+        return [
+            (self.tp, batch.predicted & batch.actual),
+            (self.predicted, batch.predicted),
+            (self.actual, batch.actual),
+            (self.squared_error, batch.squared_error),
+            (self.scored, batch.scored),
+        ]
+
+    def update(self, batch: BinaryOutcomes, event_time: npt.NDArray[np.float64]) -> MetricValues:
+        """Add a batch; returns every metric's value after each of its events."""
+        sums = []
+        for window, values in self._parts(batch):
+            correct, count = window.extend(values, event_time)
+            sums.append(correct)
+        tp, predicted, actual, squared, scored = sums
+        with np.errstate(invalid="ignore", divide="ignore"):
+            values = {
+                "precision": tp / predicted,
+                "recall": tp / actual,
+                "f1": 2.0 * tp / (predicted + actual),
+                "brier": squared / scored / BRIER_SCALE,
+            }
+        support = {"precision": predicted, "recall": actual, "f1": predicted + actual, "brier": scored}
+        return MetricValues(values, support)
+
+    def current(self) -> dict[str, float | None]:
+        tp, predicted, actual = self.tp.correct, self.predicted.correct, self.actual.correct
+        scored = self.scored.correct
+        return {
+            "precision": tp / predicted if predicted else None,
+            "recall": tp / actual if actual else None,
+            "f1": 2.0 * tp / (predicted + actual) if predicted + actual else None,
+            "brier": self.squared_error.correct / scored / BRIER_SCALE if scored else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ValueJudgement:
+    index: int
+    firing: bool
+    value: float
+    support: int
+
+
+class ValueWindowJudge:
+    """A window rule on a metric's value: fires when it is ``threshold`` worse than its baseline.
+
+    Worse means lower, except for the Brier score (a loss), where it means higher.
+    """
+
+    def __init__(self, metric: str, baseline: float, threshold: float, min_samples: int, recovery_margin: float, cooldown: int) -> None:
+        self.metric, self.baseline, self.threshold = metric, baseline, threshold
+        self.min_samples, self.recovery_margin, self.cooldown = min_samples, recovery_margin, cooldown
+        self._episode = EpisodeState()
+
+    @property
+    def firing(self) -> bool:
+        return self._episode.firing
+
+    def worsening(self, value: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        return value - self.baseline if self.metric == "brier" else self.baseline - value
+
+    def advance(self, value: npt.NDArray[np.float64], support: npt.NDArray[np.int64]) -> list[ValueJudgement]:
+        defined = ~np.isnan(value) & (support >= self.min_samples)
+        worse = np.where(defined, self.worsening(np.nan_to_num(value)), 0.0)
+        breach = defined & (worse > self.threshold)
+        clear = defined & (worse <= self.threshold - self.recovery_margin)
+        return [
+            ValueJudgement(j, firing, float(value[j]), int(support[j]))
+            for j, firing in self._episode.advance_with_cooldown(breach, clear, 0, self.cooldown)
+        ]

@@ -1,0 +1,37 @@
+"""The detection benchmark as a test (``make bench``): decaywatch's default policy must meet every target.
+
+Not in the default test paths: the full benchmark takes a minute or more.  Run
+with ``-s`` to see the table.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from producer.manifest import build_manifest
+from producer.scenario import parse_models
+from producer.stream import generate_all
+from tests.benchmarks.bench_detection import benchmark, render
+from tests.benchmarks.scenario import EVENTS_PER_WEEK, LINE, scenarios
+
+
+def test_lesson_crossing_matches_the_producer_manifest() -> None:
+    specs = parse_models("m=lesson")
+    manifest = build_manifest(generate_all(specs, 0), 0, specs)
+    crossing = manifest["models"]["m"]["first_below"][repr(LINE)]
+    lesson = next(s for s in scenarios() if s.name == "lesson").stream(0)
+
+    assert int(np.argmax(lesson.accuracy < LINE)) == crossing["index"]
+    assert crossing["index"] // EVENTS_PER_WEEK == 8
+    assert crossing["time"].startswith("2024-02-26")
+
+
+@pytest.mark.timeout(1800)
+def test_detection_targets() -> None:
+    result = benchmark(seeds=30)
+    print("\n" + render(result))
+
+    failed = [f"{v.scenario}: {v.target} [{v.measured}]" for v in result.verdicts if not v.passed]
+    assert len(result.verdicts) == 6
+    assert not failed, "targets missed:\n" + "\n".join(failed)
