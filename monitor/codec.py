@@ -8,7 +8,9 @@ could pass as valid; one ``loads`` per message keeps every event's fate its own.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import gc
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Final
 
 import orjson
@@ -19,6 +21,23 @@ MAX_MESSAGE_BYTES: Final = 1 << 20
 """Messages above 1 MiB are rejected before parsing (Kafka's default max.message.bytes is about this)."""
 
 
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector around a bulk parse.
+
+    Decoded JSON holds no reference cycles, yet building thousands of dicts
+    triggers collections that scan every live object: about a third of the
+    decoding time.  Reference counting still frees everything as usual.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def decode(values: Sequence[bytes | None]) -> tuple[list[Any], list[int], list[Rejection]]:
     """Parse each message's JSON.
 
@@ -27,11 +46,12 @@ def decode(values: Sequence[bytes | None]) -> tuple[list[Any], list[int], list[R
     """
     loads = orjson.loads
     try:
-        objects = [loads(v) for v in values]  # type: ignore[arg-type]
+        with collector_paused():
+            objects = [loads(v) for v in values]  # type: ignore[arg-type]
     except (orjson.JSONDecodeError, TypeError):
         pass
     else:
-        if all([v is not None and len(v) <= MAX_MESSAGE_BYTES for v in values]):
+        if max(map(len, values), default=0) <= MAX_MESSAGE_BYTES:  # type: ignore[arg-type]
             return objects, list(range(len(values))), []
 
     decoded: list[Any] = []

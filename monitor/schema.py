@@ -184,15 +184,14 @@ def validate(
         and (t is None or type(t) in _NUMBER_TYPES)
         for m, p, lab, t in zip(models, predictions, labels, stamps)
     ]
-    optional_ok = _optional_fields_ok(objects)
-    event_time = np.fromiter(
-        (fb if t is None else (t if type(t) in _NUMBER_TYPES else math.nan) for t, fb in zip(stamps, fallback_time.tolist())),
+    scores = [o.get("score") for o in objects]
+    good = np.array(ok, dtype=bool) & _optional_fields_ok(objects, scores)
+    event_time = np.array(
+        [fb if t is None else (t if type(t) in _NUMBER_TYPES else math.nan) for t, fb in zip(stamps, fallback_time.tolist())],
         dtype=np.float64,
-        count=n,
     )
     bad_time = ~((event_time >= 0.0) & (event_time <= MAX_TIMESTAMP))  # also catches NaN
 
-    good = np.fromiter(ok, dtype=bool, count=n) & optional_ok
     for i in np.flatnonzero(~good | bad_time).tolist():
         reason, detail, seconds = _diagnose(objects[i])
         if reason is None:
@@ -202,46 +201,51 @@ def validate(
             good[i] = False
             rejections.append(Rejection(where[i], reason, detail))
 
-    keep_idx = np.flatnonzero(good)
-    kept = keep_idx.tolist()
+    if good.all():
+        keep_idx = None
+    else:
+        keep_idx = np.flatnonzero(good)
+        kept = keep_idx.tolist()
+        models = [models[i] for i in kept]
+        predictions = [predictions[i] for i in kept]
+        labels = [labels[i] for i in kept]
+        scores = [scores[i] for i in kept]
+        event_time = event_time[keep_idx]
     codes_of: dict[str, int] = {}
-    model_codes = np.fromiter(
-        (codes_of.setdefault(models[i], len(codes_of)) for i in keep_idx.tolist()), dtype=np.int32, count=keep_idx.size
-    )
-    labeled = np.fromiter((labels[i] is not None for i in keep_idx.tolist()), dtype=bool, count=keep_idx.size)
-    correct = np.fromiter(
-        (labels[i] is not None and predictions[i] == labels[i] for i in keep_idx.tolist()), dtype=bool, count=keep_idx.size
-    )
+    setdefault = codes_of.setdefault
+    model_codes = np.array([setdefault(m, len(codes_of)) for m in models], dtype=np.int32)
+    source_index = np.asarray(where, dtype=np.int64)
     batch = EventBatch(
         models=tuple(codes_of),
         model_codes=model_codes,
-        labeled=labeled,
-        correct=correct,
-        event_time=event_time[keep_idx],
-        source_index=np.asarray(where, dtype=np.int64)[keep_idx],
-        predictions=[predictions[i] for i in kept],
-        labels=[labels[i] for i in kept],
-        score=np.fromiter(
-            (_score_or_nan(objects[i].get("score")) for i in kept), dtype=np.float64, count=keep_idx.size
-        ),
+        labeled=np.array([lab is not None for lab in labels], dtype=bool),
+        correct=np.array([p == lab for p, lab in zip(predictions, labels)], dtype=bool),  # p is never None
+        event_time=event_time,
+        source_index=source_index if keep_idx is None else source_index[keep_idx],
+        predictions=predictions,
+        labels=labels,
+        score=np.array([math.nan if x is None else x for x in scores], dtype=np.float64),
     )
     rejections.sort(key=lambda r: r.index)
     return batch, rejections
 
 
-def _score_or_nan(score: object) -> float:
-    return float(score) if score is not None else math.nan  # type: ignore[arg-type]
-
-
-def _optional_fields_ok(objects: Sequence[dict[str, Any]]) -> npt.NDArray[np.bool_]:
-    """Vectorised check of the optional fields; only events that carry them cost anything."""
-    ok = np.ones(len(objects), dtype=bool)
-    for i, o in enumerate(objects):
-        if len(o) <= 4 and "score" not in o and "features" not in o and "event_id" not in o and "model_version" not in o:
-            continue
-        if _optional_problem(o) is not None:
-            ok[i] = False
-    return ok
+def _optional_fields_ok(objects: Sequence[dict[str, Any]], scores: list[Any]) -> npt.NDArray[np.bool_]:
+    """The optional fields, one list pass each; events that fail are diagnosed one by one later."""
+    number = _NUMBER_TYPES
+    ok = [s is None or (type(s) in number and 0.0 <= s <= 1.0) for s in scores]
+    features = [o.get("features") for o in objects]
+    if any([f is not None for f in features]):
+        ok = [
+            good and (f is None or (type(f) is dict and all([type(v) in number for v in f.values()])))
+            for good, f in zip(ok, features)
+        ]
+    for field in ("event_id", "model_version"):
+        values = [o.get(field) for o in objects]
+        if any([v is not None for v in values]):
+            allowed = (str, int) if field == "event_id" else (str,)
+            ok = [good and (v is None or type(v) in allowed) for good, v in zip(ok, values)]
+    return np.array(ok, dtype=bool)
 
 
 def _optional_problem(o: dict[str, Any]) -> tuple[str, str] | None:
