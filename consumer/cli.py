@@ -65,6 +65,12 @@ def add_service_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str
     group.add_argument(
         "--log-format", choices=("text", "json"), default=_env(env, "--log-format", "text"), help="log line format"
     )
+    group.add_argument(
+        "--alertmanager-url",
+        action="append",
+        default=[u for u in _env(env, "--alertmanager-url", "").split(",") if u],
+        help="also push alerts to this Alertmanager (API v2); repeat for an HA pair (env: comma-separated)",
+    )
 
 
 def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
@@ -112,6 +118,7 @@ def settings_from_args(args: argparse.Namespace) -> MonitorSettings:
         metrics_port=args.metrics_port,
         batch_size=args.batch_size,
         config=load_config(args),
+        alertmanager_urls=tuple(args.alertmanager_url),
     )
 
 

@@ -205,3 +205,30 @@ class ServiceMetrics:
         for labels, lag in current.items():
             self.consumer_lag.labels(*labels).set(lag)
         self._lag_labels = set(current)
+
+
+class DeliveryCollector(Collector):
+    """Alertmanager push delivery counts, read from the sink at scrape time."""
+
+    def __init__(self, sink: object) -> None:
+        self._sink = sink
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        sink = self._sink
+        pending = GaugeMetricFamily(
+            "decaywatch_alertmanager_pending_alerts", "Alert states not yet acknowledged by an Alertmanager."
+        )
+        pending.add_metric([], getattr(sink, "pending"))
+        yield pending
+        for name, attribute, text in (
+            ("decaywatch_alertmanager_delivered_alerts", "delivered", "Alerts acknowledged by an Alertmanager (each re-send counts)."),
+            ("decaywatch_alertmanager_failed_attempts", "failed_attempts", "Pushes to an Alertmanager that failed and will be retried."),
+            ("decaywatch_alertmanager_rejected_alerts", "rejected", "Alerts an Alertmanager refused (4xx); not retried."),
+            ("decaywatch_alertmanager_dropped_alerts", "dropped", "Alerts forgotten because too many were outstanding."),
+        ):
+            counter = CounterMetricFamily(name, text)
+            counter.add_metric([], getattr(sink, attribute))
+            yield counter

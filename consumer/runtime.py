@@ -16,7 +16,9 @@ from typing import Any
 from consumer.endpoints import HttpEndpoints, HttpServer
 from consumer.metrics import ServiceMetrics
 from consumer.service import MonitorService
-from consumer.sinks import KafkaAlertSink, KafkaDeadLetterSink
+from consumer.alertmanager import AlertmanagerSink
+from consumer.metrics import DeliveryCollector
+from consumer.sinks import AlertFanOut, AlertSink, KafkaAlertSink, KafkaDeadLetterSink
 from consumer.source import KafkaEventSource
 from monitor.config import MonitorConfig
 from monitor.engine import Monitor
@@ -37,6 +39,8 @@ class MonitorSettings:
     metrics_port: int = 9464
     batch_size: int = 5000
     config: MonitorConfig = field(default_factory=MonitorConfig)
+    alertmanager_urls: tuple[str, ...] = ()
+    """Push alert events straight to these Alertmanagers (API v2), besides the alerts topic."""
 
 
 class MonitorRuntime:
@@ -53,10 +57,16 @@ class MonitorRuntime:
             producer = KafkaProducer(linger_ms=5, **settings.kafka)
             self._closers.append(lambda: producer.close(timeout=10))
             self.metrics = ServiceMetrics()
+            alerts: AlertSink = KafkaAlertSink(producer, settings.alerts_topic)
+            if settings.alertmanager_urls:
+                pusher = AlertmanagerSink(settings.alertmanager_urls).start()
+                self._closers.append(lambda: pusher.close(timeout=5.0))
+                self.metrics.registry.register(DeliveryCollector(pusher))
+                alerts = AlertFanOut([alerts, pusher])
             self.service = MonitorService(
                 source=self.source,
                 monitor=Monitor(settings.config),
-                alerts=KafkaAlertSink(producer, settings.alerts_topic),
+                alerts=alerts,
                 dead_letters=KafkaDeadLetterSink(producer, settings.dead_letter_topic),
                 metrics=self.metrics,
                 clock=time.time,

@@ -76,3 +76,18 @@ class KafkaDeadLetterSink(_TopicSink):
             ("decaywatch.source.offset", str(offset).encode()),
         ]
         self._sender.send(self._topic, value=value, key=key, headers=headers)
+
+
+class AlertFanOut:
+    """Sends every alert event to several sinks (the alerts topic, and Alertmanager when configured)."""
+
+    def __init__(self, sinks: list[AlertSink]) -> None:
+        self._sinks = sinks
+
+    def publish(self, event: dict[str, Any]) -> None:
+        for sink in self._sinks:
+            sink.publish(event)
+
+    def flush(self) -> None:
+        for sink in self._sinks:
+            sink.flush()
