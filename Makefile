@@ -11,6 +11,7 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 	@$(BIN)/decaywatch kafka fetch
+	@sh deploy/prometheus/install.sh
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +29,9 @@ unit: $(STAMP)
 
 integration: setup
 	$(BIN)/python -m pytest tests/integration
+
+e2e: setup
+	$(BIN)/python -m pytest tests/e2e
 
 bench: setup
 	$(BIN)/python -m pytest tests/benchmarks -s

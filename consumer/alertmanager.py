@@ -2,8 +2,9 @@
 
 An alert event (see :mod:`monitor.alert`) becomes one Alertmanager alert::
 
-    labels       alertname (DecaywatchModelDegraded for rule "degradation",
-                 DecaywatchAccuracyBelowFloor for "floor"), model, severity, rule, alert_id
+    labels       alertname (DecaywatchModelDegraded for rule "degradation" and for
+                 the metric rules' "<metric>_degradation", DecaywatchAccuracyBelowFloor
+                 for "floor"), model, severity, rule, metric, alert_id
     annotations  summary (the event's message), description (the numbers)
     startsAt     when the episode was emitted; endsAt once it is resolved
 
@@ -63,6 +64,11 @@ FALLBACK_ALERT_NAME: Final = "DecaywatchModelAlert"
 """For a rule this module does not know yet: still delivered, as a warning."""
 
 
+def _rule_kind(rule: str) -> str:
+    """``recall_degradation`` (a metric rule) is judged like ``degradation``."""
+    return "degradation" if rule.endswith("_degradation") else rule
+
+
 def urllib_transport(timeout_s: float = 5.0) -> Transport:
     """The default transport: one ``urllib`` POST per call, HTTP errors returned as their status."""
 
@@ -86,12 +92,14 @@ def api_url(url: str) -> str:
 def to_alertmanager(event: Mapping[str, Any], generator_url: str | None = None) -> dict[str, Any]:
     """One monitor alert event as an Alertmanager API v2 alert (``startsAt`` is when it was emitted)."""
     rule = str(event["rule"])
+    kind = _rule_kind(rule)
     alert: dict[str, Any] = {
         "labels": {
-            "alertname": ALERT_NAMES.get(rule, FALLBACK_ALERT_NAME),
+            "alertname": ALERT_NAMES.get(kind, FALLBACK_ALERT_NAME),
             "model": str(event["model"]),
-            "severity": SEVERITIES.get(rule, "warning"),
+            "severity": SEVERITIES.get(kind, "warning"),
             "rule": rule,
+            "metric": str(event.get("metric", "accuracy")),
             "alert_id": str(event["alert_id"]),
         },
         "annotations": {"summary": str(event["message"]), "description": describe(event)},
@@ -105,24 +113,34 @@ def to_alertmanager(event: Mapping[str, Any], generator_url: str | None = None) 
 
 
 def describe(event: Mapping[str, Any]) -> str:
-    """The numbers behind an alert event, in one sentence (the Wilson interval and window accuracy when present).
+    """The numbers behind an alert event, in one sentence (with the Wilson interval and window value when present).
 
-    >>> print(describe({"model": "churn", "accuracy": 0.7, "lower_bound": 0.66, "upper_bound": 0.74, "samples": 400,
-    ...                 "window": 1000, "window_accuracy": 0.71, "baseline_accuracy": 0.85, "baseline_date": "2024-01-01",
-    ...                 "drop": 0.15, "threshold": 0.1, "floor": None, "event_time": "2024-03-01T00:00:00.000Z"}))
-    Model churn: accuracy 0.700 (95% interval 0.660-0.740) over 400 labeled events, 0.710 over the last 1000; baseline 0.850 (2024-01-01), drop 0.150, threshold 0.100; event time 2024-03-01T00:00:00.000Z.
+    ``accuracy``, ``drop`` and the bounds measure the event's ``metric``: accuracy unless a metric rule fired.
+
+    >>> text = describe({"model": "churn", "accuracy": 0.7, "lower_bound": 0.66, "upper_bound": 0.74, "samples": 400,
+    ...     "window": 1000, "window_accuracy": 0.71, "baseline_accuracy": 0.85, "baseline_date": "2024-01-01",
+    ...     "drop": 0.15, "threshold": 0.1, "floor": None, "event_time": "2024-03-01T00:00:00.000Z"})
+    >>> for part in text.split("; "):
+    ...     print(part)
+    Model churn: accuracy 0.700 (95% interval 0.660-0.740) over 400 labeled events, 0.710 over the last 1000
+    baseline 0.850 (2024-01-01), drop 0.150, threshold 0.100
+    event time 2024-03-01T00:00:00.000Z.
     """
+    metric = event.get("metric") or "accuracy"
     interval = ""
     if event.get("lower_bound") is not None and event.get("upper_bound") is not None:
         interval = f" (95% interval {event['lower_bound']:.3f}-{event['upper_bound']:.3f})"
-    window = f", {event['window_accuracy']:.3f} over the last {event['window']}" if event.get("window_accuracy") is not None else ""
+    window = (
+        f", {event['window_accuracy']:.3f} over the last {event['window']}"
+        if event.get("window_accuracy") is not None
+        else ""
+    )
     since = f" ({event['baseline_date']})" if event.get("baseline_date") else ""
     floor = f", floor {event['floor']:.3f}" if event.get("floor") is not None else ""
-    return (
-        f"Model {event['model']}: accuracy {event['accuracy']:.3f}{interval} over {event['samples']} labeled events{window}; "
-        f"baseline {event['baseline_accuracy']:.3f}{since}, drop {event['drop']:.3f}, threshold {event['threshold']:.3f}{floor}; "
-        f"event time {event['event_time']}."
-    )
+    value = f"{metric} {event['accuracy']:.3f}{interval} over {event['samples']} labeled events{window}"
+    policy = f"baseline {event['baseline_accuracy']:.3f}{since}, drop {event['drop']:.3f}"
+    policy += f", threshold {event['threshold']:.3f}{floor}"
+    return f"Model {event['model']}: {value}; {policy}; event time {event['event_time']}."
 
 
 @dataclass(slots=True)
@@ -223,7 +241,7 @@ class AlertmanagerSink:
             self._cond.notify()
 
     def flush(self) -> None:
-        """Nothing to wait for: delivery is the sender thread's job, and Alertmanager being down must not stall consumption."""
+        """Nothing to wait for: the sender thread delivers, and a down Alertmanager must not stall consumption."""
 
     # -- counters -------------------------------------------------------------------
 
@@ -271,7 +289,7 @@ class AlertmanagerSink:
         try:
             status: int | None = self._transport(endpoint.url, body)
             problem = f"HTTP {status}"
-        except Exception as error:  # noqa: BLE001 - any transport failure is a failed attempt; the sender must live on
+        except Exception as error:
             status, problem = None, f"{type(error).__name__}: {error}"
         now = self._clock()
         with self._cond:
@@ -281,14 +299,22 @@ class AlertmanagerSink:
             elif status is not None and 400 <= status < 500 and status != 429:
                 self._acknowledge(endpoint, batch, now)
                 self._counts.rejected += len(batch)
-                log.error("alertmanager at %s rejected %d alert(s) with %s; not retrying them", endpoint.url, len(batch), problem)
+                log.error(
+                    "alertmanager at %s rejected %d alert(s) with %s; not retrying them",
+                    endpoint.url,
+                    len(batch),
+                    problem,
+                )
             else:
                 self._counts.failed_attempts += 1
                 endpoint.failures += 1
                 endpoint.retry_at = now + self._backoff(endpoint.failures)
                 if endpoint.failures == 1:
                     log.warning(
-                        "alertmanager at %s: %s; retrying with back-off (%d alert(s) waiting)", endpoint.url, problem, len(batch)
+                        "alertmanager at %s: %s; retrying with back-off (%d alert(s) waiting)",
+                        endpoint.url,
+                        problem,
+                        len(batch),
                     )
 
     def _acknowledge(self, endpoint: _Endpoint, batch: list[tuple[str, _Alert]], now: float) -> None:
@@ -309,7 +335,7 @@ class AlertmanagerSink:
 
     def _backoff(self, failures: int) -> float:
         """Exponential, capped, with "equal jitter": a random point in the upper half of the step."""
-        step = min(self.backoff_max_s, self.backoff_initial_s * 2 ** min(failures - 1, 32))
+        step: float = min(self.backoff_max_s, self.backoff_initial_s * 2.0 ** min(failures - 1, 32))
         return step / 2 + self._rng.random() * step / 2
 
     def _next_due(self) -> float | None:

@@ -67,6 +67,9 @@ class SnapshotCollector(Collector):
             "The sequential rule's running evidence (log-likelihood ratio) for a fall, or while firing for a recovery.",
             labels=["model", "rule"],
         )
+        rule_firing = GaugeMetricFamily(
+            "decaywatch_rule_firing", "1 while the rule's alert is firing for the model, else 0.", labels=["model", "rule"]
+        )
         needed = GaugeMetricFamily(
             "decaywatch_rule_evidence_threshold", "Evidence the sequential rule needs to fire or resolve.", labels=["model", "rule"]
         )
@@ -137,6 +140,7 @@ class SnapshotCollector(Collector):
                     if value is not None:
                         binary[name].add_metric([m.model, label], value)
             for rule in m.rules:
+                rule_firing.add_metric([m.model, rule.name], float(rule.firing))
                 if rule.statistic is not None and rule.evidence is not None:
                     statistic.add_metric([m.model, rule.name], rule.statistic)
                     needed.add_metric([m.model, rule.name], rule.evidence)
@@ -157,7 +161,7 @@ class SnapshotCollector(Collector):
             late.add_metric([m.model], m.late_events)
             for status in ("firing", "resolved"):
                 alerts.add_metric([m.model, status], self._alerts.get((m.model, status), 0))
-        yield from (accuracy, lower, upper, statistic, needed, drop, window_events, baseline, threshold, floor, degraded, below_floor, last_event, processed)
+        yield from (accuracy, lower, upper, statistic, needed, rule_firing, drop, window_events, baseline, threshold, floor, degraded, below_floor, last_event, processed)
         yield from binary.values()
         yield from (events, labeled, correct, late, alerts)
 

@@ -43,8 +43,15 @@ def alert_event(
         "threshold": 0.1,
         "floor": 0.6 if rule == "floor" else None,
         "window": 1000,
-        "samples": 1000,
+        "samples": 400,
         "event_time": "2024-03-01T00:00:00.000Z",
+        "lower_bound": 0.653 if status == "firing" else 0.80,
+        "upper_bound": 0.743 if status == "firing" else 0.87,
+        "window_accuracy": 0.71 if status == "firing" else 0.84,
+        "decision": "sequential",
+        "statistic": 12.4,
+        "evidence_start": "2024-02-27T00:00:00.000Z",
+        "metric": "accuracy",
         "emitted_at": emitted_at,
     }
 
@@ -114,6 +121,7 @@ def test_event_becomes_an_alertmanager_alert() -> None:
             "model": "churn",
             "severity": "warning",
             "rule": "degradation",
+            "metric": "accuracy",
             "alert_id": "0123456789abcdef",
         },
         "annotations": {"summary": "Model performance degraded significantly", "description": describe(alert_event())},
@@ -123,9 +131,21 @@ def test_event_becomes_an_alertmanager_alert() -> None:
 
 
 def test_description_carries_the_numbers() -> None:
-    text = describe(alert_event(rule="floor"))
-    for part in ("churn", "accuracy 0.700", "baseline 0.850 (2024-01-01)", "drop 0.150", "threshold 0.100", "floor 0.600", "window 1000"):
-        assert part in text
+    assert describe(alert_event(rule="floor")) == (
+        "Model churn: accuracy 0.700 (95% interval 0.653-0.743) over 400 labeled events, 0.710 over the last 1000; "
+        "baseline 0.850 (2024-01-01), drop 0.150, threshold 0.100, floor 0.600; event time 2024-03-01T00:00:00.000Z."
+    )
+
+
+def test_description_of_an_event_without_the_optional_numbers() -> None:
+    event = alert_event()
+    for key in ("lower_bound", "upper_bound", "window_accuracy"):
+        del event[key]
+    event["baseline_date"] = None
+    assert describe(event) == (
+        "Model churn: accuracy 0.700 over 400 labeled events; baseline 0.850, drop 0.150, threshold 0.100; "
+        "event time 2024-03-01T00:00:00.000Z."
+    )
 
 
 def test_floor_alerts_are_critical_and_resolutions_end() -> None:
@@ -134,6 +154,23 @@ def test_floor_alerts_are_critical_and_resolutions_end() -> None:
     resolved = to_alertmanager(alert_event(status="resolved", emitted_at="2025-01-01T13:00:00.000Z"))
     assert resolved["endsAt"] == "2025-01-01T13:00:00.000Z"
     assert resolved["annotations"]["summary"] == "Model performance is stable"
+
+
+def test_metric_rules_alert_as_degradations_of_their_metric() -> None:
+    event = {**alert_event(rule="recall_degradation"), "metric": "recall"}
+    alert = to_alertmanager(event)
+    assert {k: alert["labels"][k] for k in ("alertname", "severity", "rule", "metric")} == {
+        "alertname": "DecaywatchModelDegraded",
+        "severity": "warning",
+        "rule": "recall_degradation",
+        "metric": "recall",
+    }
+    assert alert["annotations"]["description"].startswith("Model churn: recall 0.700 ")
+
+
+def test_an_unknown_rule_is_still_delivered_as_a_warning() -> None:
+    labels = to_alertmanager(alert_event(rule="something_new"))["labels"]
+    assert (labels["alertname"], labels["severity"]) == ("DecaywatchModelAlert", "warning")
 
 
 def test_api_url_appends_the_v2_path_once() -> None:
@@ -170,7 +207,9 @@ def test_firing_alerts_are_resent_until_resolved(ams: FakeAlertmanagers, clock: 
     sink.publish(alert_event(status="resolved", emitted_at="2025-01-01T12:30:00.000Z"))
     assert sink.run_pending() is None  # resolved and acknowledged: nothing left to send, ever
     resolved = ams.posts[-1][1]
-    assert [(a["startsAt"], a["endsAt"]) for a in resolved] == [("2025-01-01T12:00:00.000Z", "2025-01-01T12:30:00.000Z")]
+    assert [(a["startsAt"], a["endsAt"]) for a in resolved] == [
+        ("2025-01-01T12:00:00.000Z", "2025-01-01T12:30:00.000Z")
+    ]
     clock.advance(3600.0)
     sink.run_pending()
     assert len(ams.posts) == 3
