@@ -34,7 +34,7 @@ def status_of(snapshot: ModelSnapshot) -> str:
     return "ok"
 
 
-def render(models: Mapping[str, ModelSnapshot], invalid: int) -> list[str]:
+def render(models: Mapping[str, ModelSnapshot], invalid: int, invalid_label: str = "invalid events (dead-lettered)") -> list[str]:
     """The table as lines (no colours, so it reads the same in a log)."""
     labels = list(dict.fromkeys(w.label for m in models.values() for w in m.windows))
     header = ["model", "events", "labeled", "event time"] + [f"acc@{s}" for s in labels] + ["baseline", "drop", "status"]
@@ -49,7 +49,7 @@ def render(models: Mapping[str, ModelSnapshot], invalid: int) -> list[str]:
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-    lines.append(f"invalid events (dead-lettered): {invalid:,}")
+    lines.append(f"{invalid_label}: {invalid:,}")
     return lines
 
 

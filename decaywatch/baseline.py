@@ -31,6 +31,7 @@ baseline_date = 2024-01-01
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import sys
 from collections.abc import Iterable, Mapping
@@ -54,8 +55,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "baseline",
         help="measure each model's baseline accuracy on a reference file; print it as config TOML",
-        description="Measure each model's baseline accuracy (correct / labeled) on a file of labeled predictions "
-        "(JSON Lines or CSV, as for 'decaywatch replay') and print it as [models.NAME] tables for --config.",
+        description="Measure each model's baseline accuracy (correct / labeled, to 4 decimals) on a file of labeled "
+        "predictions (JSON Lines or CSV, read as by 'decaywatch replay') and print it as [models.NAME] tables of "
+        "the --config format.",
+        epilog="exit codes: 0 measured, 1 input unreadable or output unwritable, 2 usage error.",
     )
     add_input_arguments(parser)
     parser.add_argument("--output", "-o", type=Path, metavar="FILE.toml", help="write the TOML here instead of stdout")
@@ -160,8 +163,8 @@ def run(
     fmt = format_of(args.file, args.format)
     tally = RejectionTally()
     try:
-        with open_recording(args.file, stdin) as source:
-            stats = measure(read_batches(source, fmt, jobs=args.jobs), tally)
+        with open_recording(args.file, stdin) as source, contextlib.closing(read_batches(source, fmt, jobs=args.jobs)) as batches:
+            stats = measure(batches, tally)
     except OSError as error:
         print(f"decaywatch baseline: cannot read {args.file}: {error.strerror or error}", file=err)
         return 1

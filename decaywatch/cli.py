@@ -15,7 +15,7 @@ from collections.abc import Sequence
 def build_parser() -> argparse.ArgumentParser:
     """Build the whole command tree (no side effects: nothing is imported eagerly that starts work)."""
     from consumer import cli as monitor_cli
-    from decaywatch import demo
+    from decaywatch import baseline, demo, replay
     from deploy.kafka import cli as kafka_cli
     from producer import cli as producer_cli
 
@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_parser(subparsers)
     producer_cli.add_parser(subparsers)
     monitor_cli.add_parser(subparsers)
+    replay.add_parser(subparsers)
+    baseline.add_parser(subparsers)
     kafka_cli.add_parser(subparsers)
     return parser
 

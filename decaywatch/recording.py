@@ -33,10 +33,12 @@ Event time
 
 Parallelism
     JSON Lines chunks can be decoded and validated by ``jobs`` worker
-    processes (threads would queue on the GIL).  Results are consumed in file
-    order, and line numbers and missing times are assigned in the caller's
-    process, so the batches are identical whatever ``jobs`` is; the workers
-    start only once the file proves longer than one chunk.
+    processes (threads would queue on the GIL).  Workers read a regular file
+    themselves, each its own byte range; a pipe is read here and its blocks
+    are sent to them.  Results are consumed in file order, and line numbers
+    and missing times are assigned in this process, so the batches are the
+    same whatever ``jobs`` is.  Workers start only once the input proves
+    longer than one chunk; a regular file is read up to the size it had then.
 
 >>> import io
 >>> data = b'{"model": "m", "prediction": 1, "label": 1, "ts": 5}\\n\\n{"model": "m", "prediction": 0}\\n'
@@ -52,17 +54,18 @@ import codecs
 import contextlib
 import csv
 import dataclasses
-import gc
 import io
+import itertools
 import multiprocessing
 import os
+import stat
 import sys
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from multiprocessing.pool import AsyncResult, Pool
+from multiprocessing.pool import AsyncResult
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, Any, Final, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -134,8 +137,7 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
         type=_positive_int,
         default=default_jobs(),
         metavar="N",
-        help=f"processes decoding JSON Lines (default: the CPUs available, at most {MAX_JOBS}); "
-        "the results do not depend on it",
+        help=f"processes decoding JSON Lines (default: the CPUs available, at most {MAX_JOBS}); the results do not depend on it",
     )
 
 
@@ -170,15 +172,14 @@ def read_batches(
     chunk_bytes: int = CHUNK_BYTES,
     read_bytes: int = READ_BYTES,
     csv_chunk_rows: int = CSV_CHUNK_ROWS,
-) -> Iterator[RecordedBatch]:
+) -> Generator[RecordedBatch, None, None]:
     """Every line of the recording in ``source``, as validated batches in file order.
 
     Raises ``OSError`` if reading fails; bad lines are rejections, never errors.
     """
     chunks: Iterable[_Chunk]
     if fmt == "jsonl":
-        blocks = _jsonl_blocks(source, chunk_bytes, read_bytes)
-        chunks = _parse_in_parallel(blocks, jobs) if jobs > 1 else map(_parse_block, blocks)
+        chunks = _jsonl_chunks(source, jobs, chunk_bytes, read_bytes)
     elif fmt == "csv":
         chunks = _csv_chunks(source, csv_chunk_rows)
     else:
@@ -211,27 +212,65 @@ def _place(chunk: _Chunk, first: int, carry: float) -> tuple[RecordedBatch, floa
 # --- JSON Lines ---------------------------------------------------------------------------------
 
 
-def _jsonl_blocks(source: IO[bytes], chunk_bytes: int, read_bytes: int) -> Iterator[bytes]:
-    """The file as blocks of whole lines (each ending in ``\\n``, but maybe the very last), about ``chunk_bytes`` each."""
+def _jsonl_chunks(source: IO[bytes], jobs: int, chunk_bytes: int, read_bytes: int) -> Iterator[_Chunk]:
+    """Parsed chunks of a JSON Lines recording, in file order.
+
+    With workers, a regular file is not even read here: each worker reads its
+    own byte range (``os.pread`` on the inherited descriptor), so this process
+    only finds line ends near the range boundaries.  A pipe is read here and
+    its blocks are sent to the workers.
+    """
+    fd = _regular_file(source) if jobs > 1 and _FORK else None
+    if fd is not None:
+        ranges = ((fd, start, end, read_bytes) for start, end in _ranges(fd, source.tell(), chunk_bytes))
+        for chunks in _in_parallel(_parse_range, ranges, jobs):
+            yield from chunks
+        return
+    blocks = _jsonl_blocks(source, chunk_bytes, read_bytes)
+    if jobs > 1:
+        yield from _in_parallel(_parse_block, ((block,) for block in blocks), jobs)
+    else:
+        yield from map(_parse_block, blocks)
+
+
+class _Readable(Protocol):
+    def read(self, size: int, /) -> bytes: ...
+
+
+def _jsonl_blocks(source: _Readable, chunk_bytes: int, read_bytes: int, at_start: bool = True) -> Iterator[bytes]:
+    """The stream as blocks of whole lines (each ending in ``\\n``, but maybe the very last), about ``chunk_bytes`` each.
+
+    ``at_start``: the stream starts at the beginning of the file, where a UTF-8
+    byte order mark is dropped (it is not part of line 0).
+    """
     tail = b""
-    data = source.read(read_bytes).removeprefix(codecs.BOM_UTF8)  # a byte order mark is not part of line 0
-    while data:
+    for data in _reads(source, read_bytes, at_start):
         end = data.rfind(b"\n")
         if end < 0:  # no line ends in this read: keep (at most) what the codec needs to reject the line
             tail = (tail + data)[:_LONG_LINE]
-        else:
-            data = tail + data if tail else data
+            continue
+        if tail:
+            data = tail + data
             end += len(tail)
-            start = 0
-            while start <= end:
-                cut = data.find(b"\n", start + chunk_bytes - 1, end + 1)
-                cut = end if cut < 0 else cut
-                yield data[start : cut + 1]
-                start = cut + 1
-            tail = data[end + 1 :][:_LONG_LINE]
-        data = source.read(read_bytes)
+        start = 0
+        while start <= end:
+            cut = data.find(b"\n", start + chunk_bytes - 1, end + 1)
+            cut = end if cut < 0 else cut
+            yield data[start : cut + 1]
+            start = cut + 1
+        tail = data[end + 1 :][:_LONG_LINE]
     if tail:
         yield tail
+
+
+def _reads(source: _Readable, read_bytes: int, at_start: bool) -> Iterator[bytes]:
+    data = source.read(max(read_bytes, len(codecs.BOM_UTF8)))
+    if at_start:
+        data = data.removeprefix(codecs.BOM_UTF8)
+    if data:
+        yield data
+    while data := source.read(read_bytes):
+        yield data
 
 
 def _parse_block(block: bytes) -> _Chunk:
@@ -239,62 +278,93 @@ def _parse_block(block: bytes) -> _Chunk:
     lines = block.split(b"\n")
     if block.endswith(b"\n"):
         lines.pop()
-    with _gc_paused():
-        objects, positions, undecodable = decode(lines)
-        where: Sequence[int] = range(len(objects)) if not undecodable else positions
-        return _validate(objects, where, len(lines), undecodable)
+    objects, positions, undecodable = decode(lines)
+    return _validate(objects, range(len(objects)) if not undecodable else positions, len(lines), undecodable)
 
 
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Hold the cyclic garbage collector while a chunk is parsed.
+# Reading a regular file in byte ranges, one per worker task.
 
-    Decoding allocates two dicts per event, which would trigger a collection
-    every few hundred events, each rescanning the chunk's live objects: about
-    a fifth of the parsing time.  JSON values cannot form cycles, so nothing
-    is left for the collector; reference counting frees the chunk as usual.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
+_FORK: Final = "fork" in multiprocessing.get_all_start_methods()
+_SCAN_BYTES: Final = 64 << 10
+
+
+def _regular_file(source: IO[bytes]) -> int | None:
+    """The descriptor of ``source`` if it is a regular file (which workers can read at any offset)."""
     try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
+        fd = source.fileno()
+        return fd if stat.S_ISREG(os.fstat(fd).st_mode) else None
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError and a ValueError
+        return None
 
 
-def _parse_in_parallel(blocks: Iterator[bytes], jobs: int) -> Iterator[_Chunk]:
-    """``map(_parse_block, blocks)``, in order, on ``jobs`` processes once there is more than one block.
+def _ranges(fd: int, start: int, chunk_bytes: int) -> Iterator[tuple[int, int]]:
+    """Byte ranges ``[start, end)`` of whole lines, about ``chunk_bytes`` each, up to the file's size now."""
+    size = os.fstat(fd).st_size
+    while start < size:
+        end = _line_end(fd, start + chunk_bytes, size)
+        yield start, end
+        start = end
 
-    At most ``2 * jobs`` blocks are in flight, so memory stays bounded however
+
+def _line_end(fd: int, position: int, size: int) -> int:
+    """The offset just past the first line end at or after ``position - 1``, or ``size``."""
+    offset = position - 1
+    while offset < size:
+        data = os.pread(fd, _SCAN_BYTES, offset)
+        if not data:
+            break
+        found = data.find(b"\n")
+        if found >= 0:
+            return offset + found + 1
+        offset += len(data)
+    return size
+
+
+class _FileRange:
+    """Bytes ``[start, end)`` of the file open as ``fd``, read like a stream (without moving the file's position)."""
+
+    def __init__(self, fd: int, start: int, end: int) -> None:
+        self._fd, self._position, self._end = fd, start, end
+
+    def read(self, size: int) -> bytes:
+        data = os.pread(self._fd, min(size, self._end - self._position), self._position)
+        self._position += len(data)
+        return data
+
+
+def _parse_range(fd: int, start: int, end: int, read_bytes: int) -> list[_Chunk]:
+    """Read and parse the whole lines in bytes ``[start, end)`` (one block, unless a line is huge)."""
+    blocks = _jsonl_blocks(_FileRange(fd, start, end), max(end - start, 1), read_bytes, at_start=start == 0)
+    return [_parse_block(block) for block in blocks]
+
+
+# Worker processes.
+
+_Result = TypeVar("_Result")
+
+
+def _in_parallel(function: Callable[..., _Result], tasks: Iterator[tuple[Any, ...]], jobs: int) -> Iterator[_Result]:
+    """``function(*task)`` for every task, in order, on ``jobs`` processes once there is more than one task.
+
+    At most ``2 * jobs`` tasks are in flight, so memory stays bounded however
     long the file (``Pool.imap`` would read the whole file ahead).
     """
-    first = next(blocks, None)
+    first = next(tasks, None)
     if first is None:
         return
-    second = next(blocks, None)
+    second = next(tasks, None)
     if second is None:
-        yield _parse_block(first)
+        yield function(*first)
         return
-    with _pool(jobs) as pool:
-        pending: deque[AsyncResult[_Chunk]] = deque()
-        for block in _chain((first, second), blocks):
-            pending.append(pool.apply_async(_parse_block, (block,)))
+    method = "fork" if _FORK else None  # forked workers start in milliseconds, with numpy already loaded
+    with multiprocessing.get_context(method).Pool(jobs) as pool:
+        pending: deque[AsyncResult[_Result]] = deque()
+        for task in itertools.chain((first, second), tasks):
+            pending.append(pool.apply_async(function, task))
             if len(pending) >= 2 * jobs:
                 yield pending.popleft().get()
         while pending:
             yield pending.popleft().get()
-
-
-def _chain(head: Sequence[bytes], rest: Iterator[bytes]) -> Iterator[bytes]:
-    yield from head
-    yield from rest
-
-
-def _pool(jobs: int) -> Pool:
-    """A process pool, forked where the platform can (workers start in milliseconds, numpy already loaded)."""
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
-    return multiprocessing.get_context(method).Pool(jobs)
 
 
 # --- CSV ----------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ configuration error.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -42,13 +43,14 @@ from decaywatch.recording import RecordedBatch, RejectionTally, add_input_argume
 from monitor.config import ConfigError
 from monitor.engine import Monitor
 
-_DESCRIPTION = (
-    "Replay recorded prediction events (JSON Lines, or CSV with a header row) through the monitor's core, "
-    "in file order, with the same policy options as 'decaywatch monitor'. Alert events go to stdout as "
-    "JSON lines with an extra field 'index' (0-based input line of the triggering event; CSV: header not "
-    "counted); emitted_at is the triggering event's event time, so the output is deterministic. A summary "
-    "table and the invalid lines by reason go to stderr."
-)
+_DESCRIPTION = """\
+Replay recorded prediction events (JSON Lines, or CSV with a header row) through the monitor's
+core, in file order, with the same policy options as 'decaywatch monitor'.  Alert events go to
+stdout as JSON lines with one extra field, 'index': the 0-based input line of the triggering
+event (CSV: the header not counted).  emitted_at is the triggering event's event time, not the
+wall clock, so the output is the same on every run.  A per-model summary and the invalid lines
+by reason go to stderr.
+"""
 _EPILOG = """\
 events without ts take the time of the previous valid event in the file (1970-01-01 before the first).
 CSV: empty cells are absent fields; ts and score are numbers when they parse as numbers; prediction and
@@ -122,8 +124,8 @@ def run(
     output = _Output(out)
     started = clock()
     try:
-        with open_recording(args.file, stdin) as source:
-            totals = replay(read_batches(source, fmt, jobs=args.jobs), monitor, output.write)
+        with open_recording(args.file, stdin) as source, contextlib.closing(read_batches(source, fmt, jobs=args.jobs)) as batches:
+            totals = replay(batches, monitor, output.write)  # closing: worker processes stop even on an error
         output.flush()
     except _OutputClosed:
         print("decaywatch replay: output closed early", file=err)
@@ -134,7 +136,7 @@ def run(
         print(f"decaywatch replay: cannot read {args.file}: {error.strerror or error}", file=err)
         return 1
     elapsed = clock() - started
-    for line in render(monitor.snapshot(), totals.invalid.total):
+    for line in render(monitor.snapshot(), totals.invalid.total, "invalid lines"):
         print(line, file=err)
     if totals.invalid.total:
         print("invalid lines by reason:", file=err)
