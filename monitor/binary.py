@@ -20,7 +20,6 @@ rules judge the window's value (``decision = "window"``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -46,9 +45,12 @@ class BinaryOutcomes:
     scored: npt.NDArray[np.bool_]
 
     @classmethod
-    def of(cls, predictions: Sequence[Any], labels: Sequence[Any], score: npt.NDArray[np.float64], positive: Any) -> BinaryOutcomes:
-        predicted = np.fromiter((p == positive for p in predictions), dtype=bool, count=len(predictions))
-        actual = np.fromiter((label == positive for label in labels), dtype=bool, count=len(labels))
+    def of(
+        cls, predictions: npt.NDArray[np.object_], labels: npt.NDArray[np.object_], score: npt.NDArray[np.float64], positive: Any
+    ) -> BinaryOutcomes:
+        """Bits against ``positive`` (Python ``==`` per element, run by numpy over the object arrays)."""
+        predicted = np.asarray(predictions == positive, dtype=bool)
+        actual = np.asarray(labels == positive, dtype=bool)
         scored = ~np.isnan(score)
         error = np.where(scored, score - actual, 0.0)
         return cls(predicted, actual, np.rint(error * error * BRIER_SCALE).astype(np.int64), scored)

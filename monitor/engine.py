@@ -45,15 +45,15 @@ class Monitor:
                 tracker.update(batch.labeled[rows], batch.correct[rows], batch.event_time[rows], batch.source_index[rows])
             )
             if tracker.binary is not None and batch.predictions is not None and batch.labels is not None:
-                picked = rows.tolist()
                 score = batch.score[rows] if batch.score is not None else np.full(rows.size, np.nan)
+                labeled = batch.labeled[rows]
                 transitions.extend(
                     tracker.update_binary(
-                        [batch.predictions[i] for i in picked],
-                        [batch.labels[i] for i in picked],
-                        score,
-                        batch.event_time[rows],
-                        batch.source_index[rows],
+                        batch.predictions[rows][labeled],
+                        batch.labels[rows][labeled],
+                        score[labeled],
+                        batch.event_time[rows][labeled],
+                        batch.source_index[rows][labeled],
                     )
                 )
         transitions.sort(key=lambda t: t.source_index)

@@ -114,6 +114,8 @@ class Judgement:
     correct: int
     count: int
     statistic: float | None
+    start_time: float | None = None
+    """Event time of the first event behind the decision, when the judge knows it."""
 
 
 class Judge(Protocol):
@@ -127,7 +129,9 @@ class Judge(Protocol):
     @property
     def statistic(self) -> float | None: ...
 
-    def advance(self, outcomes: Mask, correct: Counts, count: Counts, allowed: Mask) -> list[Judgement]: ...
+    def advance(
+        self, outcomes: Mask, correct: Counts, count: Counts, allowed: Mask, event_time: npt.NDArray[np.float64] | None = None
+    ) -> list[Judgement]: ...
 
 
 class WindowJudge:
@@ -147,7 +151,10 @@ class WindowJudge:
     def statistic(self) -> float | None:
         return None
 
-    def advance(self, outcomes: Mask, correct: Counts, count: Counts, allowed: Mask) -> list[Judgement]:
+    def advance(
+        self, outcomes: Mask, correct: Counts, count: Counts, allowed: Mask, event_time: npt.NDArray[np.float64] | None = None
+    ) -> list[Judgement]:
+        del event_time  # the window's own ring knows its oldest event's time
         verdict = self._rule.evaluate(self._baseline, correct, count)  # type: ignore[arg-type]
         breach = verdict.breach & allowed
         quiet = min(self._quiet, int(breach.shape[0]))
@@ -182,11 +189,13 @@ class SequentialJudge:
     def evidence(self) -> float:
         return self._test.evidence
 
-    def advance(self, outcomes: Mask, correct: Counts, count: Counts, allowed: Mask) -> list[Judgement]:
+    def advance(
+        self, outcomes: Mask, correct: Counts, count: Counts, allowed: Mask, event_time: npt.NDArray[np.float64] | None = None
+    ) -> list[Judgement]:
         del correct, count  # the test keeps its own evidence
         return [
-            Judgement(t.index, t.firing, t.span_correct, t.span_count, t.statistic)
-            for t in self._test.advance(outcomes, allowed)
+            Judgement(t.index, t.firing, t.span_correct, t.span_count, t.statistic, t.span_start_time)
+            for t in self._test.advance(outcomes, allowed, event_time)
         ]
 
 

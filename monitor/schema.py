@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from itertools import chain
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -69,6 +70,10 @@ MAX_TIMESTAMP: Final = 253402300799.0
 
 _LABEL_TYPES: Final = (int, str, bool)
 _NUMBER_TYPES: Final = (int, float)
+_NUMBER_SET: Final = frozenset(_NUMBER_TYPES)
+_SCORE_TYPES: Final = frozenset((int, float, type(None)))
+_EVENT_ID_TYPES: Final = frozenset((str, int, type(None)))
+_VERSION_TYPES: Final = frozenset((str, type(None)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,9 +100,9 @@ class EventBatch:
     correct: npt.NDArray[np.bool_]
     event_time: npt.NDArray[np.float64]
     source_index: npt.NDArray[np.int64]
-    predictions: Sequence[Any] | None = None
-    """The raw predictions (for precision and recall of a chosen positive class); optional."""
-    labels: Sequence[Any] | None = None
+    predictions: npt.NDArray[np.object_] | None = None
+    """The raw predictions, an object array (for precision and recall of a chosen positive class); optional."""
+    labels: npt.NDArray[np.object_] | None = None
     score: npt.NDArray[np.float64] | None = None
     """The model's probability of the positive class, NaN where absent (for the Brier score); optional."""
 
@@ -113,8 +118,8 @@ class EventBatch:
             correct=np.zeros(0, bool),
             event_time=np.zeros(0, np.float64),
             source_index=np.zeros(0, np.int64),
-            predictions=(),
-            labels=(),
+            predictions=np.empty(0, dtype=object),
+            labels=np.empty(0, dtype=object),
             score=np.zeros(0, np.float64),
         )
 
@@ -222,30 +227,47 @@ def validate(
         correct=np.array([p == lab for p, lab in zip(predictions, labels)], dtype=bool),  # p is never None
         event_time=event_time,
         source_index=source_index if keep_idx is None else source_index[keep_idx],
-        predictions=predictions,
-        labels=labels,
+        predictions=_objects(predictions),
+        labels=_objects(labels),
         score=np.array([math.nan if x is None else x for x in scores], dtype=np.float64),
     )
     rejections.sort(key=lambda r: r.index)
     return batch, rejections
 
 
+def _objects(values: list[Any]) -> npt.NDArray[np.object_]:
+    """A list as a numpy object array (element-wise ``==`` and fancy indexing run in C)."""
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return array
+
+
 def _optional_fields_ok(objects: Sequence[dict[str, Any]], scores: list[Any]) -> npt.NDArray[np.bool_]:
-    """The optional fields, one list pass each; events that fail are diagnosed one by one later."""
-    number = _NUMBER_TYPES
-    ok = [s is None or (type(s) in number and 0.0 <= s <= 1.0) for s in scores]
+    """The optional fields, checked for the whole batch at once (types as a set); per event only when that fails.
+
+    Events that fail are diagnosed one by one later, so this only has to be right about *whether* each is valid.
+    """
+    n = len(objects)
+    ok = np.ones(n, dtype=bool)
+    if set(map(type, scores)) <= _SCORE_TYPES:
+        values = np.array([0.5 if x is None else x for x in scores], dtype=np.float64)
+        ok &= (values >= 0.0) & (values <= 1.0)
+    else:
+        ok &= np.array([x is None or (type(x) in _NUMBER_TYPES and 0.0 <= x <= 1.0) for x in scores], dtype=bool)
     features = [o.get("features") for o in objects]
-    if any([f is not None for f in features]):
-        ok = [
-            good and (f is None or (type(f) is dict and all([type(v) in number for v in f.values()])))
-            for good, f in zip(ok, features)
-        ]
-    for field in ("event_id", "model_version"):
+    present = [f for f in features if f is not None]
+    if present and not (
+        set(map(type, present)) == {dict} and set(map(type, chain.from_iterable(map(dict.values, present)))) <= _NUMBER_SET
+    ):
+        ok &= np.array(
+            [f is None or (type(f) is dict and all([type(v) in _NUMBER_TYPES for v in f.values()])) for f in features],
+            dtype=bool,
+        )
+    for field, allowed in (("event_id", _EVENT_ID_TYPES), ("model_version", _VERSION_TYPES)):
         values = [o.get(field) for o in objects]
-        if any([v is not None for v in values]):
-            allowed = (str, int) if field == "event_id" else (str,)
-            ok = [good and (v is None or type(v) in allowed) for good, v in zip(ok, values)]
-    return np.array(ok, dtype=bool)
+        if not set(map(type, values)) <= allowed:
+            ok &= np.array([type(v) in allowed for v in values], dtype=bool)
+    return ok
 
 
 def _optional_problem(o: dict[str, Any]) -> tuple[str, str] | None:

@@ -68,6 +68,8 @@ class TestTransition:
     span_correct: int
     span_count: int
     statistic: float
+    span_start_time: float | None = None
+    """Event time of the span's first event (when the caller passes event times)."""
 
 
 class SequentialTest:
@@ -100,6 +102,7 @@ class SequentialTest:
         self._span_correct = 0
         self._span_count = 0
         self._quiet = 0  # labeled events still to wait (cool-down) before a new episode may open
+        self._span_start_time: float | None = None
 
     @property
     def statistic(self) -> float:
@@ -111,10 +114,16 @@ class SequentialTest:
         """The accuracy at which the expected increment is zero (just above the contract's line)."""
         return self._wrong / (self._wrong - self._right)
 
-    def advance(self, outcomes: npt.NDArray[np.bool_], allowed: npt.NDArray[np.bool_]) -> list[TestTransition]:
+    def advance(
+        self,
+        outcomes: npt.NDArray[np.bool_],
+        allowed: npt.NDArray[np.bool_],
+        event_time: npt.NDArray[np.float64] | None = None,
+    ) -> list[TestTransition]:
         """Feed a batch of outcomes (True = correct); ``allowed[j]`` False forbids opening an episode at ``j``.
 
-        Returns the transitions in order.
+        Returns the transitions in order.  With ``event_time``, each transition
+        also says when its evidence began.
         """
         transitions: list[TestTransition] = []
         start, m = 0, int(outcomes.shape[0])
@@ -133,14 +142,18 @@ class SequentialTest:
                 hits[:quiet] = False
                 hits &= allowed[start:]
             if not hits.any():
-                self._carry(segment, statistic)
+                self._carry(segment, statistic, event_time, start)
                 self._quiet = max(0, self._quiet - int(segment.shape[0]))
                 break
             j = int(np.argmax(hits))
             span_correct, span_count = self._span_at(segment, statistic, j)
+            began = self._began(event_time, start, j, span_count)
             self.firing = not self.firing
-            transitions.append(TestTransition(start + j, self.firing, span_correct, span_count, float(statistic[j]) / SCALE))
+            transitions.append(
+                TestTransition(start + j, self.firing, span_correct, span_count, float(statistic[j]) / SCALE, began)
+            )
             self._statistic, self._span_correct, self._span_count = 0, 0, 0
+            self._span_start_time = None
             self._quiet = 0 if self.firing else self.cooldown
             start += j + 1
         return transitions
@@ -167,7 +180,22 @@ class SequentialTest:
             return int(np.count_nonzero(segment[first : j + 1])), j + 1 - first
         return self._span_correct + int(np.count_nonzero(segment[: j + 1])), self._span_count + j + 1
 
-    def _carry(self, segment: npt.NDArray[np.bool_], statistic: npt.NDArray[np.int64]) -> None:
+    def _began(self, event_time: npt.NDArray[np.float64] | None, start: int, j: int, span_count: int) -> float | None:
+        """Event time of the first event of a span that ends at ``start + j`` and holds ``span_count`` events."""
+        if event_time is None or span_count == 0:
+            return None
+        first = start + j - span_count + 1
+        return float(event_time[first]) if first >= start else self._span_start_time
+
+    def _carry(
+        self,
+        segment: npt.NDArray[np.bool_],
+        statistic: npt.NDArray[np.int64],
+        event_time: npt.NDArray[np.float64] | None,
+        start: int,
+    ) -> None:
         last = int(statistic.shape[0]) - 1
-        self._span_correct, self._span_count = self._span_at(segment, statistic, last)
+        span_correct, span_count = self._span_at(segment, statistic, last)
+        self._span_start_time = self._began(event_time, start, last, span_count)
+        self._span_correct, self._span_count = span_correct, span_count
         self._statistic = int(statistic[-1])

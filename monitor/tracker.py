@@ -86,7 +86,7 @@ class ModelTracker:
         for judge in self.judges.values():
             skip = learning if judge.name == DEGRADATION else 0
             allowed = n[skip:] >= self.policy.min_samples
-            for judgement in judge.advance(outcomes[skip:], k[skip:], n[skip:], allowed):
+            for judgement in judge.advance(outcomes[skip:], k[skip:], n[skip:], allowed, times[skip:]):
                 j = judgement.index + skip
                 if judgement.firing:
                     self.alert_ids[judge.name] = alert_id(self.model, judge.name, ordinal_before + j + 1)
@@ -100,25 +100,21 @@ class ModelTracker:
 
     def update_binary(
         self,
-        predictions: list[object],
-        labels: list[object],
+        predictions: npt.NDArray[np.object_],
+        labels: npt.NDArray[np.object_],
         score: npt.NDArray[np.float64],
-        event_time: npt.NDArray[np.float64],
-        source_index: npt.NDArray[np.int64],
+        times: npt.NDArray[np.float64],
+        sources: npt.NDArray[np.int64],
     ) -> list[AlertTransition]:
-        """Precision, recall, F1 and Brier for the same events as ``update``; returns transitions of metric rules."""
+        """Precision, recall, F1 and Brier over the same labeled events as ``update``; returns metric rules' transitions."""
         assert self.binary is not None
-        labeled = [i for i, label in enumerate(labels) if label is not None]
-        if not labeled:
+        if not labels.size:
             return []
-        batch = BinaryOutcomes.of(
-            [predictions[i] for i in labeled], [labels[i] for i in labeled], score[labeled], self.policy.positive_label
-        )
-        times, sources = event_time[labeled], source_index[labeled]
+        batch = BinaryOutcomes.of(predictions, labels, score, self.policy.positive_label)
         values = {size: window.update(batch, times) for size, window in self.binary.items()}
         judged = values[self.policy.judged_window]
         ordinal_before = self._binary_seen
-        self._binary_seen += len(labeled)
+        self._binary_seen += int(labels.size)
         transitions: list[AlertTransition] = []
         for name, (rule, judge) in self.metric_rules.items():
             if isinstance(judge, ValueWindowJudge):
@@ -181,8 +177,7 @@ class ModelTracker:
         """Event time of the first event behind a judgement (window rule: the window's oldest event)."""
         if judgement.statistic is None:
             return judged.oldest_time(j, n_j, times)
-        first = j - judgement.count + 1
-        return float(times[first]) if first >= 0 else None
+        return judgement.start_time
 
     def _transition(
         self,

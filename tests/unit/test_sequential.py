@@ -13,12 +13,12 @@ from monitor.schema import EventBatch
 from monitor.sequential import SequentialTest
 
 
-def reference(test: SequentialTest, outcomes: list[bool]) -> list[tuple[int, bool, int, int]]:
+def reference(test: SequentialTest, outcomes: list[bool]) -> list[tuple[int, bool, int, int, float | None]]:
     """One event at a time: the textbook recursion S = max(0, S + x) through the same object."""
     out = []
     for i, ok in enumerate(outcomes):
-        for t in test.advance(np.array([ok]), np.array([True])):
-            out.append((i, t.firing, t.span_correct, t.span_count))
+        for t in test.advance(np.array([ok]), np.array([True]), np.array([float(i)])):
+            out.append((i, t.firing, t.span_correct, t.span_count, t.span_start_time))
     return out
 
 
@@ -40,9 +40,12 @@ def test_batches_give_exactly_the_per_event_result(
     got = []
     bounds = sorted({0, length, *(c for c in cuts if c <= length)})
     for lo, hi in zip(bounds, bounds[1:]):
-        for t in test.advance(np.array(outcomes[lo:hi], dtype=bool), np.ones(hi - lo, dtype=bool)):
-            got.append((lo + t.index, t.firing, t.span_correct, t.span_count))
+        times = np.arange(lo, hi, dtype=np.float64)
+        for t in test.advance(np.array(outcomes[lo:hi], dtype=bool), np.ones(hi - lo, dtype=bool), times):
+            got.append((lo + t.index, t.firing, t.span_correct, t.span_count, t.span_start_time))
     assert got == expected
+    for index, _firing, _correct, count, began in got:
+        assert began == float(index - count + 1)  # the span's first event
 
 
 def test_a_dip_at_the_line_needs_its_span_beyond_the_line_too() -> None:
@@ -143,3 +146,25 @@ def test_messages_are_the_lessons() -> None:
     assert firing.lower_bound <= firing.accuracy <= firing.upper_bound
     assert firing.statistic is not None and firing.statistic >= 12.0
     assert firing.decision == "sequential"
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), chunks=st.lists(st.integers(1, 4000), min_size=1, max_size=6))
+def test_every_alert_field_is_the_same_whatever_the_batch_sizes(seed: int, chunks: list[int]) -> None:
+    stream = bits(np.random.default_rng(seed), (0.85, 3000), (0.6, 800), (0.9, 2000), (0.55, 600))
+
+    def transitions(sizes: list[int]) -> list[object]:
+        monitor, out, start, i = Monitor(MonitorConfig(LESSON)), [], 0, 0
+        while start < len(stream):
+            size = sizes[i % len(sizes)]
+            part = stream[start : start + size]
+            n = len(part)
+            times = 1704067200.0 + np.arange(start, start + n, dtype=np.float64)
+            batch = EventBatch(("m",), np.zeros(n, np.int32), np.ones(n, bool), part, times, np.arange(start, start + n))
+            out.extend(monitor.process(batch))
+            start, i = start + n, i + 1
+        return out
+
+    whole = transitions([len(stream)])
+    assert [t.status for t in whole] == ["firing", "resolved", "firing"]  # type: ignore[attr-defined]
+    assert transitions(chunks) == whole
