@@ -14,6 +14,7 @@ import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -72,6 +73,20 @@ def produce(bootstrap: str, topic: str, records: Iterator[tuple[bytes, bytes]]) 
     return report.total
 
 
+def local_settings(bootstrap: str, topic: str, alerts_topic: str, dlq: str, group: str, **extra: Any) -> MonitorSettings:
+    """The service on these topics, in a fresh group, with its HTTP side on a free loopback port."""
+    return MonitorSettings(
+        kafka={"bootstrap_servers": [bootstrap]},
+        topic=topic,
+        alerts_topic=alerts_topic,
+        dead_letter_topic=dlq,
+        group=unique_name(group),
+        metrics_addr="127.0.0.1",
+        metrics_port=0,
+        **extra,
+    )
+
+
 def run_until_consumed(runtime: MonitorRuntime, total: int, timeout: float = 120.0) -> None:
     service = runtime.service
 
@@ -95,16 +110,7 @@ def test_lesson_scenario_through_kafka(kafka_bootstrap: str, topic_factory) -> N
     total = produce(kafka_bootstrap, topic, encode_records(streams, interleave(streams)))
     assert total == sum(len(s) for s in streams)
 
-    settings = MonitorSettings(
-        kafka={"bootstrap_servers": [kafka_bootstrap]},
-        topic=topic,
-        alerts_topic=alerts_topic,
-        dead_letter_topic=dlq,
-        group=unique_name("lesson"),
-        metrics_addr="127.0.0.1",
-        metrics_port=0,
-        config=MonitorConfig(LESSON),
-    )
+    settings = local_settings(kafka_bootstrap, topic, alerts_topic, dlq, "lesson", config=MonitorConfig(LESSON))
     with MonitorRuntime(settings) as runtime:
         run_until_consumed(runtime, total)
         metrics = scrape(runtime.http.url())
@@ -155,16 +161,7 @@ def test_malformed_messages_reach_the_dead_letter_topic(kafka_bootstrap: str, to
     for i, value in enumerate(bad):
         values.insert(50 + 60 * i, value)
     total = produce(kafka_bootstrap, topic, ((b"m", v) for v in values))
-    settings = MonitorSettings(
-        kafka={"bootstrap_servers": [kafka_bootstrap]},
-        topic=topic,
-        alerts_topic=alerts_topic,
-        dead_letter_topic=dlq,
-        group=unique_name("dlq"),
-        metrics_addr="127.0.0.1",
-        metrics_port=0,
-        batch_size=97,
-    )
+    settings = local_settings(kafka_bootstrap, topic, alerts_topic, dlq, "dlq", batch_size=97)
     with MonitorRuntime(settings) as runtime:
         run_until_consumed(runtime, total)
         metrics = scrape(runtime.http.url())
