@@ -82,6 +82,8 @@ def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--floor", type=float, help="also alert when accuracy is at or below this")
     group.add_argument("--windows", help="comma-separated count windows in labeled events (default 1000,10000)")
     group.add_argument("--min-samples", type=int, help="labeled events a window needs before it is judged (default 500)")
+    group.add_argument("--max-models", type=int, help="most models tracked at once (default 10000; [limits] in --config)")
+    group.add_argument("--idle-expiry", help="forget a model with no event for this long, e.g. 24h (default 24h; 'never')")
 
 
 def load_config(args: argparse.Namespace) -> MonitorConfig:
@@ -104,7 +106,12 @@ def load_config(args: argparse.Namespace) -> MonitorConfig:
             overrides["windows"] = tuple(int(w) for w in args.windows.split(","))
         except ValueError:
             raise ConfigError(f"--windows must be comma-separated whole numbers, not {args.windows!r}") from None
-    return MonitorConfig.from_mapping(document, overrides)
+    limits = dict(document.get("limits", {}))
+    if getattr(args, "max_models", None) is not None:
+        limits["max_models"] = args.max_models
+    if getattr(args, "idle_expiry", None):
+        limits["idle_expiry"] = None if args.idle_expiry == "never" else args.idle_expiry
+    return MonitorConfig.from_mapping({**document, "limits": limits}, overrides)
 
 
 def settings_from_args(args: argparse.Namespace) -> MonitorSettings:

@@ -162,6 +162,9 @@ class SnapshotCollector(Collector):
             for status in ("firing", "resolved"):
                 alerts.add_metric([m.model, status], self._alerts.get((m.model, status), 0))
         yield from (accuracy, lower, upper, statistic, needed, rule_firing, drop, window_events, baseline, threshold, floor, degraded, below_floor, last_event, processed)
+        tracked = GaugeMetricFamily("decaywatch_tracked_models", "Models tracked now (bounded by [limits] max_models).")
+        tracked.add_metric([], len(models))
+        yield tracked
         yield from binary.values()
         yield from (events, labeled, correct, late, alerts)
 
@@ -183,6 +186,11 @@ class ServiceMetrics:
         for reason in Reason.ALL:
             self.invalid_events.labels(reason)  # export zeros, so rate() works from the first rejection
         self.batches = Counter("decaywatch_batches", "Batches polled, processed and committed.", registry=self.registry)
+        self.untracked_events = Counter(
+            "decaywatch_untracked_events",
+            "Valid events of models beyond the cap on tracked models ([limits] max_models): counted, not tracked.",
+            registry=self.registry,
+        )
         self.batch_duration = Histogram(
             "decaywatch_batch_duration_seconds",
             "Time to decode, evaluate and publish one batch.",

@@ -73,6 +73,9 @@ class MonitorService:
         self.on_alert = on_alert
         self.totals = ServiceTotals()
         self._processed_at: dict[str, float] = {}
+        self._untracked_seen = 0
+        self._last_expiry = float("-inf")
+        self._last_overflow_warning = float("-inf")
 
     def step(self, timeout_s: float = 0.5) -> StepResult | None:
         """Handle one batch end to end; ``None`` when the poll returned nothing."""
@@ -104,8 +107,43 @@ class MonitorService:
         now = self.clock()
         for model in batch.models:
             self._processed_at[model] = now
+        self._account_untracked(now)
+        self._expire_idle(now)
         rejections = sorted(undecodable + invalid, key=lambda r: r.index)
         return StepResult(len(raw), len(batch), rejections, transitions)
+
+    def _account_untracked(self, now: float) -> None:
+        untracked = self.monitor.untracked_events - self._untracked_seen
+        if not untracked:
+            return
+        self._untracked_seen = self.monitor.untracked_events
+        self.metrics.untracked_events.inc(untracked)
+        for model in set(self._processed_at) - set(self.monitor.models()):
+            del self._processed_at[model]  # never tracked: keep no per-model state for it
+        if now - self._last_overflow_warning >= 60.0:
+            self._last_overflow_warning = now
+            log.warning(
+                "tracking the maximum of %d models: events of further models are counted in "
+                "decaywatch_untracked_events_total, not tracked (e.g. model %r)",
+                self.monitor.config.limits.max_models,
+                (self.monitor.last_untracked_model or "")[:64],
+            )
+
+    def _expire_idle(self, now: float) -> None:
+        """Forget models idle for longer than the configured expiry (checked at most every 10 s)."""
+        idle = self.monitor.config.limits.idle_expiry_seconds
+        if idle is None or now - self._last_expiry < 10.0:
+            return
+        self._last_expiry = now
+        snapshot = self.monitor.snapshot()
+        for model, seen in list(self._processed_at.items()):
+            state = snapshot.get(model)
+            if now - seen > idle and (state is None or not state.open_alert_ids):
+                self.monitor.forget(model)
+                del self._processed_at[model]
+                for status in ("firing", "resolved"):
+                    self.totals.alerts.pop((model, status), None)
+                log.info("forgot model %r: no event for %.0f s", model[:64], now - seen)
 
     def _publish(self, raw: RawBatch, result: StepResult) -> None:
         for rejection in result.rejections:

@@ -145,11 +145,40 @@ _POLICY_FIELDS = {f.name: f for f in dataclasses.fields(ModelPolicy)}
 
 
 @dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds on what one monitor tracks, so a stream that invents model ids cannot exhaust memory or metrics.
+
+    ``max_models``: models tracked at once; events of further models are
+    counted as untracked (``decaywatch_untracked_events_total``), not kept.
+    ``idle_expiry``: a model with no event for this long (wall clock, judged by
+    the service) and no open alert is forgotten and its series removed
+    (``None``: never).
+    """
+
+    max_models: int = 10_000
+    idle_expiry: str | None = "24h"
+
+    def __post_init__(self) -> None:
+        if type(self.max_models) is not int or self.max_models < 1:
+            raise ConfigError(f"max_models must be a whole number >= 1, not {self.max_models!r}")
+        if self.idle_expiry is not None:
+            try:
+                parse_duration(self.idle_expiry)
+            except (ValueError, TypeError) as error:
+                raise ConfigError(f"idle_expiry: {error}") from None
+
+    @property
+    def idle_expiry_seconds(self) -> float | None:
+        return None if self.idle_expiry is None else parse_duration(self.idle_expiry)
+
+
+@dataclass(frozen=True, slots=True)
 class MonitorConfig:
     """Policies for every model: per-model entries over shared defaults."""
 
     defaults: ModelPolicy = field(default_factory=ModelPolicy)
     models: Mapping[str, ModelPolicy] = field(default_factory=dict)
+    limits: Limits = field(default_factory=lambda: Limits())
 
     def policy_for(self, model: str) -> ModelPolicy:
         return self.models.get(model, self.defaults)
@@ -157,9 +186,9 @@ class MonitorConfig:
     @classmethod
     def from_mapping(cls, document: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> MonitorConfig:
         """Build from a parsed TOML document; ``overrides`` (from command-line flags) replace ``[defaults]`` keys."""
-        unknown = set(document) - {"defaults", "models"}
+        unknown = set(document) - {"defaults", "models", "limits"}
         if unknown:
-            raise ConfigError(f"unknown top-level key(s) {sorted(unknown)}: expected [defaults] and [models.NAME]")
+            raise ConfigError(f"unknown top-level key(s) {sorted(unknown)}: expected [defaults], [models.NAME] and [limits]")
         base = {**_section(document.get("defaults", {}), "defaults"), **dict(overrides or {})}
         defaults = _policy(base, "defaults")
         models_doc = document.get("models", {})
@@ -169,7 +198,10 @@ class MonitorConfig:
             name: _policy({**base, **_section(section, f"models.{name}")}, f"models.{name}")
             for name, section in models_doc.items()
         }
-        return cls(defaults, models)
+        limits_doc = document.get("limits", {})
+        if not isinstance(limits_doc, Mapping) or set(limits_doc) - {"max_models", "idle_expiry"}:
+            raise ConfigError("[limits] takes max_models (a whole number) and idle_expiry (a duration like 24h)")
+        return cls(defaults, models, Limits(**limits_doc))
 
 
 def _section(section: Any, where: str) -> dict[str, Any]:

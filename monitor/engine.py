@@ -28,6 +28,9 @@ class Monitor:
     def __init__(self, config: MonitorConfig) -> None:
         self.config = config
         self._trackers: dict[str, ModelTracker] = {}
+        self.untracked_events = 0
+        """Events of models beyond ``config.limits.max_models``: counted, not tracked."""
+        self.last_untracked_model: str | None = None
 
     def process(self, batch: EventBatch) -> list[AlertTransition]:
         """Update every model in the batch; returns alert transitions in stream order."""
@@ -41,6 +44,10 @@ class Monitor:
             rows = order[start : bounds[code]]
             start = int(bounds[code])
             tracker = self.tracker(model)
+            if tracker is None:
+                self.untracked_events += int(rows.size)
+                self.last_untracked_model = model
+                continue
             transitions.extend(
                 tracker.update(batch.labeled[rows], batch.correct[rows], batch.event_time[rows], batch.source_index[rows])
             )
@@ -59,11 +66,21 @@ class Monitor:
         transitions.sort(key=lambda t: t.source_index)
         return transitions
 
-    def tracker(self, model: str) -> ModelTracker:
+    def tracker(self, model: str) -> ModelTracker | None:
+        """The model's tracker, created on first sight; ``None`` when the cap on tracked models is reached."""
         tracker = self._trackers.get(model)
         if tracker is None:
+            if len(self._trackers) >= self.config.limits.max_models:
+                return None
             tracker = self._trackers[model] = ModelTracker(model, self.config.policy_for(model))
         return tracker
+
+    def forget(self, model: str) -> bool:
+        """Stop tracking a model (it is idle, or its partition moved away); returns whether it was tracked."""
+        return self._trackers.pop(model, None) is not None
+
+    def models(self) -> list[str]:
+        return list(self._trackers)
 
     def snapshot(self) -> dict[str, ModelSnapshot]:
         """Every model's state, by model id."""
