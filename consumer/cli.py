@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from consumer.endpoints import TlsSettings
 from consumer.kafka_options import add_kafka_arguments, env_name, kafka_client_config
 from consumer.logs import configure_logging
 from consumer.runtime import MonitorRuntime, MonitorSettings
@@ -64,6 +65,13 @@ def add_service_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str
     )
     group.add_argument(
         "--log-format", choices=("text", "json"), default=_env(env, "--log-format", "text"), help="log line format"
+    )
+    group.add_argument("--metrics-certfile", default=_env(env, "--metrics-certfile", "") or None, help="serve HTTPS with this certificate (PEM)")
+    group.add_argument("--metrics-keyfile", default=_env(env, "--metrics-keyfile", "") or None, help="the certificate's private key (PEM)")
+    group.add_argument(
+        "--metrics-client-cafile",
+        default=_env(env, "--metrics-client-cafile", "") or None,
+        help="require client certificates signed by this CA (mutual TLS)",
     )
     group.add_argument(
         "--alertmanager-url",
@@ -126,7 +134,17 @@ def settings_from_args(args: argparse.Namespace) -> MonitorSettings:
         batch_size=args.batch_size,
         config=load_config(args),
         alertmanager_urls=tuple(args.alertmanager_url),
+        tls=_tls(args),
     )
+
+
+def _tls(args: argparse.Namespace) -> TlsSettings | None:
+    certfile, keyfile = getattr(args, "metrics_certfile", None), getattr(args, "metrics_keyfile", None)
+    if not certfile and not keyfile:
+        return None
+    if not (certfile and keyfile):
+        raise ConfigError("--metrics-certfile and --metrics-keyfile go together")
+    return TlsSettings(certfile, keyfile, getattr(args, "metrics_client_cafile", None))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,8 +7,10 @@ consumer needs).
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -59,11 +61,38 @@ def _text(start_response: StartResponse, status: str, body: str) -> list[bytes]:
     return [data]
 
 
-class HttpServer:
-    """Serves an application on ``addr:port`` (port 0 picks a free one) until ``close``."""
+@dataclass(frozen=True, slots=True)
+class TlsSettings:
+    """HTTPS for the endpoints, as prometheus-client's exporter offers: a certificate and key, and
+    optionally a CA whose client certificates are required (mutual TLS)."""
 
-    def __init__(self, app: HttpEndpoints, addr: str, port: int) -> None:
+    certfile: str
+    keyfile: str
+    client_cafile: str | None = None
+
+    def context(self) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(self.certfile, self.keyfile)
+        if self.client_cafile:
+            context.load_verify_locations(cafile=self.client_cafile)
+            context.verify_mode = ssl.CERT_REQUIRED
+        return context
+
+
+class HttpServer:
+    """Serves an application on ``addr:port`` (port 0 picks a free one) until ``close``; HTTPS with ``tls``."""
+
+    def __init__(self, app: HttpEndpoints, addr: str, port: int, tls: TlsSettings | None = None) -> None:
         self._server = make_server(addr, port, app, _ThreadingServer, handler_class=_QuietHandler)
+        self._scheme = "http"
+        if tls is not None:
+            # The handshake happens in the request's own thread, not in accept() on the server loop:
+            # a client that connects and stays silent must not hold up everyone else's scrapes.
+            self._server.socket = tls.context().wrap_socket(
+                self._server.socket, server_side=True, do_handshake_on_connect=False
+            )
+            self._scheme = "https"
         self._thread = threading.Thread(target=self._server.serve_forever, name="decaywatch-http", daemon=True)
 
     @property
@@ -74,7 +103,7 @@ class HttpServer:
         addr = host or self._server.server_address[0]
         if addr in ("0.0.0.0", ""):
             addr = "127.0.0.1"
-        return f"http://{addr}:{self.port}/metrics"
+        return f"{self._scheme}://{addr}:{self.port}/metrics"
 
     def start(self) -> HttpServer:
         self._thread.start()

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from consumer.endpoints import HttpEndpoints, HttpServer
+from consumer.endpoints import HttpEndpoints, HttpServer, TlsSettings
 from consumer.metrics import ServiceMetrics
 from consumer.service import MonitorService
 from consumer.alertmanager import AlertmanagerSink
@@ -41,6 +41,8 @@ class MonitorSettings:
     config: MonitorConfig = field(default_factory=MonitorConfig)
     alertmanager_urls: tuple[str, ...] = ()
     """Push alert events straight to these Alertmanagers (API v2), besides the alerts topic."""
+    tls: TlsSettings | None = None
+    """Serve /metrics and the other endpoints over HTTPS."""
 
 
 class MonitorRuntime:
@@ -72,7 +74,7 @@ class MonitorRuntime:
                 clock=time.time,
             )
             endpoints = HttpEndpoints(self.metrics.registry, self._readiness, self._models)
-            self.http = HttpServer(endpoints, settings.metrics_addr, settings.metrics_port).start()
+            self.http = HttpServer(endpoints, settings.metrics_addr, settings.metrics_port, settings.tls).start()
             self._closers.append(self.http.close)
         except BaseException:
             self.close()

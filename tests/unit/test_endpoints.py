@@ -1,0 +1,100 @@
+"""The HTTP side: paths, readiness, and HTTPS with the certificate options prometheus-client offers."""
+
+from __future__ import annotations
+
+import shutil
+import ssl
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, Counter
+
+from consumer.endpoints import HttpEndpoints, HttpServer, TlsSettings
+
+
+def endpoints(ready: bool = True) -> HttpEndpoints:
+    registry = CollectorRegistry()
+    Counter("decaywatch_test", "a sample", registry=registry).inc()
+    return HttpEndpoints(registry, lambda: (ready, "ready" if ready else "not ready: no partitions"), lambda: {"m": {"state": "ok"}})
+
+
+def get(url: str, context: ssl.SSLContext | None = None) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5, context=context) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def test_paths_and_readiness() -> None:
+    for ready, code in ((True, 200), (False, 503)):
+        server = HttpServer(endpoints(ready), "127.0.0.1", 0).start()
+        try:
+            base = server.url().removesuffix("/metrics")
+            assert get(f"{base}/readyz")[0] == code
+            assert get(f"{base}/healthz") == (200, b"ok\n")
+            assert b"decaywatch_test_total 1.0" in get(f"{base}/metrics")[1]
+            assert get(f"{base}/models") == (200, b'{\n  "m": {\n    "state": "ok"\n  }\n}')
+            assert get(f"{base}/nope")[0] == 404
+        finally:
+            server.close()
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.fail("openssl is needed to make a test certificate")
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return str(cert), str(key)
+
+
+def test_https_serves_metrics_to_clients_that_trust_the_certificate(certificate: tuple[str, str]) -> None:
+    cert, key = certificate
+    server = HttpServer(endpoints(), "127.0.0.1", 0, TlsSettings(cert, key)).start()
+    try:
+        url = server.url()
+        assert url.startswith("https://")
+        trusting = ssl.create_default_context(cafile=cert)
+        status, body = get(url, trusting)
+        assert status == 200 and b"decaywatch_test_total" in body
+        with pytest.raises(urllib.error.URLError):
+            get(url, ssl.create_default_context())  # an unknown certificate is refused
+    finally:
+        server.close()
+
+
+def test_mutual_tls_requires_a_client_certificate(certificate: tuple[str, str], tmp_path: Path) -> None:
+    cert, key = certificate
+    server = HttpServer(endpoints(), "127.0.0.1", 0, TlsSettings(cert, key, client_cafile=cert)).start()
+    try:
+        without = ssl.create_default_context(cafile=cert)
+        with pytest.raises((urllib.error.URLError, ssl.SSLError, ConnectionResetError)):
+            get(server.url(), without)
+        with_cert = ssl.create_default_context(cafile=cert)
+        with_cert.load_cert_chain(cert, key)
+        assert get(server.url(), with_cert)[0] == 200
+    finally:
+        server.close()
+
+
+def test_a_silent_tls_client_does_not_block_other_scrapes(certificate: tuple[str, str]) -> None:
+    import socket
+
+    cert, key = certificate
+    server = HttpServer(endpoints(), "127.0.0.1", 0, TlsSettings(cert, key)).start()
+    silent = socket.create_connection(("127.0.0.1", server.port))  # connects, never says hello
+    try:
+        assert get(server.url(), ssl.create_default_context(cafile=cert))[0] == 200
+    finally:
+        silent.close()
+        server.close()
