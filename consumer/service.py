@@ -105,8 +105,10 @@ class MonitorService:
         batch, invalid = validate(objects, raw.timestamp[positions], positions)
         transitions = self.monitor.process(batch)
         now = self.clock()
+        tracked = self.monitor.is_tracked
         for model in batch.models:
-            self._processed_at[model] = now
+            if tracked(model):
+                self._processed_at[model] = now
         self._account_untracked(now)
         self._expire_idle(now)
         rejections = sorted(undecodable + invalid, key=lambda r: r.index)
@@ -118,8 +120,6 @@ class MonitorService:
             return
         self._untracked_seen = self.monitor.untracked_events
         self.metrics.untracked_events.inc(untracked)
-        for model in set(self._processed_at) - set(self.monitor.models()):
-            del self._processed_at[model]  # never tracked: keep no per-model state for it
         if now - self._last_overflow_warning >= 60.0:
             self._last_overflow_warning = now
             log.warning(

@@ -69,11 +69,11 @@ class BinaryWindow:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.tp = CountWindow(size)
-        self.predicted = CountWindow(size)
-        self.actual = CountWindow(size)
-        self.squared_error = CountWindow(size, dtype=np.int64)
-        self.scored = CountWindow(size)
+        self.tp = CountWindow(size, track_times=False)
+        self.predicted = CountWindow(size, track_times=False)
+        self.actual = CountWindow(size, track_times=False)
+        self.squared_error = CountWindow(size, dtype=np.int32, track_times=False)  # at most 10^6 per event
+        self.scored = CountWindow(size, track_times=False)
 
     def _parts(self, batch: BinaryOutcomes) -> list[tuple[CountWindow, npt.NDArray[Any]]]:
         return [

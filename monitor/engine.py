@@ -28,6 +28,8 @@ class Monitor:
     def __init__(self, config: MonitorConfig) -> None:
         self.config = config
         self._trackers: dict[str, ModelTracker] = {}
+        self._snapshots: dict[str, ModelSnapshot] = {}
+        self._touched: set[str] = set()
         self.untracked_events = 0
         """Events of models beyond ``config.limits.max_models``: counted, not tracked."""
         self.last_untracked_model: str | None = None
@@ -48,6 +50,7 @@ class Monitor:
                 self.untracked_events += int(rows.size)
                 self.last_untracked_model = model
                 continue
+            self._touched.add(model)
             transitions.extend(
                 tracker.update(batch.labeled[rows], batch.correct[rows], batch.event_time[rows], batch.source_index[rows])
             )
@@ -77,11 +80,23 @@ class Monitor:
 
     def forget(self, model: str) -> bool:
         """Stop tracking a model (it is idle, or its partition moved away); returns whether it was tracked."""
+        self._snapshots.pop(model, None)
+        self._touched.discard(model)
         return self._trackers.pop(model, None) is not None
 
     def models(self) -> list[str]:
         return list(self._trackers)
 
+    def is_tracked(self, model: str) -> bool:
+        return model in self._trackers
+
     def snapshot(self) -> dict[str, ModelSnapshot]:
-        """Every model's state, by model id."""
-        return {model: tracker.snapshot() for model, tracker in self._trackers.items()}
+        """Every model's state, by model id.
+
+        Only models that changed since the last call are snapshotted again, so
+        the cost follows the batch, not the number of models tracked.
+        """
+        for model in self._touched:
+            self._snapshots[model] = self._trackers[model].snapshot()
+        self._touched.clear()
+        return dict(self._snapshots)

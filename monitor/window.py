@@ -26,23 +26,42 @@ class CountWindow:
 
     Public parameter: ``size``.  Learned state (private): the ring of outcome
     bits and their event times, the write position, the fill and the sum.
+
+    The ring grows on demand (doubling, up to ``size``), so a model seen a few
+    times costs bytes, not the full window: what matters when a stream invents
+    model ids.  Until the window first fills, outcomes sit at ``0..count-1``.
     """
 
-    def __init__(self, size: int, dtype: type[np.integer] = np.uint8) -> None:  # type: ignore[type-arg]
-        """``dtype`` holds each event's value: bits by default; a wider integer for sums such as squared errors."""
+    _INITIAL_CAPACITY = 64
+
+    def __init__(self, size: int, dtype: type[np.integer] = np.uint8, track_times: bool = True) -> None:  # type: ignore[type-arg]
+        """``dtype`` holds each event's value: bits by default, a wider integer for sums such as squared errors.
+
+        ``track_times=False`` keeps no event times (no ``time_span``): for windows only summed.
+        """
         if size < 1:
             raise ValueError(f"window size must be at least 1, not {size}")
         self.size = size
-        self._bits = np.zeros(size, dtype=dtype)
-        self._times = np.zeros(size, dtype=np.float64)
-        self._reset()
-
-    def _reset(self) -> None:
-        self._bits[:] = 0
-        self._times[:] = 0.0
+        capacity = min(size, self._INITIAL_CAPACITY)
+        self._bits = np.zeros(capacity, dtype=dtype)
+        self._times: npt.NDArray[np.float64] | None = np.zeros(capacity, dtype=np.float64) if track_times else None
         self._next = 0  # where the next outcome is written
         self._count = 0
         self._correct = 0
+
+    def _ensure_capacity(self, needed: int) -> None:
+        """Grow the ring (only ever before it first fills, so its content is ``0..count-1``)."""
+        capacity = self._bits.shape[0]
+        if needed <= capacity:
+            return
+        grown = min(self.size, max(needed, 2 * capacity))
+        bits = np.zeros(grown, dtype=self._bits.dtype)
+        bits[:capacity] = self._bits
+        self._bits = bits
+        if self._times is not None:
+            times = np.zeros(grown, dtype=np.float64)
+            times[:capacity] = self._times
+            self._times = times
 
     @property
     def count(self) -> int:
@@ -62,7 +81,7 @@ class CountWindow:
     @property
     def time_span(self) -> tuple[float, float] | None:
         """Event times of the oldest and newest outcome in the window."""
-        if not self._count:
+        if not self._count or self._times is None:
             return None
         oldest = (self._next - self._count) % self.size
         newest = (self._next - 1) % self.size
@@ -113,6 +132,7 @@ class CountWindow:
         first = j - count_j + 1
         if first >= 0:
             return float(event_time[first])
+        assert self._times is not None, "this window keeps no event times"
         return float(self._times[(self._next + first) % self.size])
 
     def _dropped_correct(
@@ -136,12 +156,15 @@ class CountWindow:
 
     def _write(self, bits: npt.NDArray[np.integer], event_time: npt.NDArray[np.float64]) -> None:
         m, size = bits.shape[0], self.size
+        self._ensure_capacity(min(size, self._count + m))
         if m >= size:
             self._bits[:] = bits[-size:]
-            self._times[:] = event_time[-size:]
+            if self._times is not None:
+                self._times[:] = event_time[-size:]
             self._next = 0
             return
         idx = (self._next + np.arange(m)) % size
         self._bits[idx] = bits
-        self._times[idx] = event_time
+        if self._times is not None:
+            self._times[idx] = event_time
         self._next = int((self._next + m) % size)

@@ -11,9 +11,9 @@ from monitor.window import CountWindow
 
 @settings(max_examples=300, deadline=None)
 @given(
-    size=st.integers(1, 40),
-    bits=st.lists(st.booleans(), max_size=200),
-    cuts=st.lists(st.integers(0, 200), max_size=12),
+    size=st.one_of(st.integers(1, 40), st.integers(60, 300)),  # past 64, the ring grows while it fills
+    bits=st.lists(st.booleans(), max_size=700),
+    cuts=st.lists(st.integers(0, 700), max_size=12),
 )
 def test_window_equals_brute_force_after_every_event(size: int, bits: list[bool], cuts: list[int]) -> None:
     window = CountWindow(size)
@@ -61,3 +61,14 @@ def test_window_size_must_be_positive() -> None:
         assert "at least 1" in str(error)
     else:
         raise AssertionError("CountWindow(0) was accepted")
+
+
+def test_ring_grows_on_demand_and_summing_windows_keep_no_times() -> None:
+    window = CountWindow(10_000)
+    window.extend(np.ones(3, dtype=bool), np.arange(3.0))
+    assert window._bits.nbytes <= 64 and window._times is not None and window._times.nbytes <= 512
+    window.extend(np.ones(20_000, dtype=bool), np.arange(20_000.0))
+    assert window._bits.shape == (10_000,) and window.count == 10_000
+    summing = CountWindow(100, dtype=np.int32, track_times=False)
+    summing.extend(np.array([5, 7], dtype=np.int32), np.zeros(2))
+    assert (summing.correct, summing.time_span) == (12, None)
