@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from consumer.endpoints import TlsSettings
-from consumer.kafka_options import add_kafka_arguments, env_name, kafka_client_config
+from consumer.kafka_options import (
+    KafkaAuthenticationError,
+    add_kafka_arguments,
+    env_name,
+    kafka_client_config,
+    redact,
+    reporting_login_failures,
+)
 from consumer.logs import configure_logging
 from consumer.runtime import MonitorRuntime, MonitorSettings
 from monitor.config import ConfigError, MonitorConfig
@@ -158,7 +165,9 @@ def run(args: argparse.Namespace) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     try:
-        with MonitorRuntime(settings) as runtime:
+        with reporting_login_failures(settings.kafka):
+            runtime = MonitorRuntime(settings)
+        with runtime:
             print(f"decaywatch monitor: metrics at {runtime.http.url()}", flush=True)
             log.info("consuming %s as group %s from %s", settings.topic, settings.group, args.bootstrap_servers)
             runtime.service.run(stop)
@@ -170,11 +179,16 @@ def run(args: argparse.Namespace) -> int:
                 totals.rejected,
                 totals.batches,
             )
+    except KafkaAuthenticationError as error:  # names user and mechanism, never the password
+        print(f"decaywatch monitor: {error}", file=sys.stderr)
+        return 1
     except Exception as error:  # one clear line, not a traceback loop
         from kafka.errors import KafkaError
 
         if isinstance(error, (KafkaError, OSError)):
-            print(f"decaywatch monitor: {type(error).__name__}: {error}", file=sys.stderr)
+            name, text = type(error).__name__, str(error)
+            line = text if text.startswith(f"{name}:") else f"{name}: {text}"  # kafka-python's errors name themselves
+            print(f"decaywatch monitor: {redact(line, settings.kafka)}", file=sys.stderr)
             return 1
         raise
     return 0

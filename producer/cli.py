@@ -17,6 +17,14 @@ import time
 from collections.abc import Callable, Mapping
 from typing import IO, Any, TextIO
 
+from consumer.kafka_options import (
+    KafkaAuthenticationError,
+    add_security_arguments,
+    redact,
+    reporting_login_failures,
+    security_config,
+)
+
 __all__ = ["DEFAULT_BOOTSTRAP", "DEFAULT_MODELS", "DEFAULT_TOPIC", "add_parser", "run"]
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
@@ -59,6 +67,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             f"else {DEFAULT_BOOTSTRAP})"
         ),
     )
+    add_security_arguments(parser.add_argument_group("Kafka security (each flag falls back to its environment variable)"))
     parser.add_argument("--topic", default=DEFAULT_TOPIC, help=f"topic to send to (default: {DEFAULT_TOPIC})")
     parser.add_argument(
         "--models",
@@ -141,9 +150,11 @@ def run(
         return fail(str(exc))
     except OSError as exc:
         return fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))
+    except KafkaAuthenticationError as exc:  # names user and mechanism, never the password
+        return fail(str(exc))
     except KafkaError as exc:
         bootstrap = _bootstrap(args.bootstrap_servers, environ)
-        return fail(f"Kafka at {bootstrap}: {describe_error(exc)}")
+        return fail(redact(f"Kafka at {bootstrap}: {describe_error(exc)}", security_config(args, environ)))
 
 
 def _silence_stdout(stdout: IO[str]) -> None:
@@ -207,7 +218,12 @@ def _produce(
                 report = publish(records, JsonLinesSender(out), args.topic, args.rate, clock, sleep)
     else:
         destination = f"topic {args.topic!r} at {bootstrap}"
-        producer = (producer_factory or make_kafka_producer)(bootstrap)
+        security = security_config(args, environ)
+        with reporting_login_failures({"bootstrap_servers": bootstrap, **security}):
+            if producer_factory is not None:
+                producer = producer_factory(bootstrap)
+            else:
+                producer = make_kafka_producer(bootstrap, **security)
         try:
             report = publish(records, producer, args.topic, args.rate, clock, sleep)
         finally:

@@ -16,7 +16,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from deploy.kafka.runner import BrokerSettings, KafkaRunnerError, LocalKafka
+from deploy.kafka.runner import SCRAM_MECHANISMS, BrokerSettings, KafkaRunnerError, LocalKafka
 
 #: ``status`` exit code when no broker runs (0 means running), so scripts can branch on it.
 EXIT_NOT_RUNNING = 3
@@ -31,7 +31,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description=(
             "Run a single-node Apache Kafka broker (KRaft) for development and tests. "
             "Jars are fetched once with Maven into $DECAYWATCH_CACHE_DIR (default ~/.cache/decaywatch); "
-            "broker state lives in $DECAYWATCH_KAFKA_DIR (default ~/.cache/decaywatch/kafka-broker)."
+            "broker state lives in $DECAYWATCH_KAFKA_DIR (default ~/.cache/decaywatch/kafka-broker). "
+            "With --sasl-port and --scram-user a second client listener requires SASL/SCRAM, e.g. "
+            "'decaywatch kafka start --sasl-port 9094 --scram-user alice:alice-secret', then clients use "
+            "--bootstrap-servers 127.0.0.1:9094 --security-protocol SASL_PLAINTEXT --sasl-mechanism SCRAM-SHA-256 "
+            "--sasl-username alice (password in DECAYWATCH_SASL_PASSWORD)."
         ),
     )
     parser.add_argument(
@@ -43,6 +47,25 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, help="client (PLAINTEXT) port (default 9092)")
     parser.add_argument(
         "--controller-port", type=int, help="KRaft controller port (default 19093; 9093 is Alertmanager's)"
+    )
+    parser.add_argument(
+        "--sasl-port",
+        type=int,
+        help="also listen for SASL_PLAINTEXT clients (SCRAM) on this port; the PLAINTEXT port stays",
+    )
+    parser.add_argument(
+        "--scram-user",
+        action="append",
+        type=_scram_user,
+        metavar="NAME:PASSWORD",
+        help="a SCRAM user for the SASL listener (repeatable); created when storage is first formatted, "
+        "so later changes need a fresh --data-dir. Passwords may not contain , [ ] \" \\ or spaces",
+    )
+    parser.add_argument(
+        "--scram-mechanism",
+        action="append",
+        choices=SCRAM_MECHANISMS,
+        help="SCRAM mechanism the SASL listener offers (repeatable; default both)",
     )
     parser.add_argument("--data-dir", type=_path, help="broker state: data/, server.properties, broker.log")
     parser.add_argument("--cache-dir", type=_path, help="where the downloaded jars are kept")
@@ -67,6 +90,9 @@ def run(args: argparse.Namespace) -> int:
             data_dir=args.data_dir,
             cache_dir=args.cache_dir,
             heap_mb=args.heap_mb,
+            sasl_port=args.sasl_port,
+            scram_users=dict(args.scram_user) if args.scram_user else None,
+            scram_mechanisms=tuple(dict.fromkeys(args.scram_mechanism)) if args.scram_mechanism else None,
         )
     except ValueError as exc:
         return _fail(args.action, str(exc))
@@ -89,6 +115,8 @@ def _start(kafka: LocalKafka, timeout: float) -> int:
     else:
         print(f"Kafka broker running at {info.bootstrap_servers} (pid {info.pid}), started in {info.started_in_seconds:.1f} s")
     print(f"  bootstrap servers: {info.bootstrap_servers}")
+    if info.sasl_bootstrap_servers:
+        print(f"  SASL_PLAINTEXT:    {info.sasl_bootstrap_servers} (SCRAM users: {_scram_summary(kafka)})")
     print(f"  log file:          {info.log_path}")
     print(f"  data dir:          {kafka.settings.data_dir}")
     return 0
@@ -106,6 +134,8 @@ def _status(kafka: LocalKafka, timeout: float) -> int:
     status = kafka.status()
     if status.running:
         print(f"running at {status.bootstrap_servers} (pid {status.pid})")
+        if status.sasl_bootstrap_servers:
+            print(f"  SASL_PLAINTEXT: {status.sasl_bootstrap_servers} (SCRAM users: {_scram_summary(kafka)})")
     else:
         print("not running")
     print(f"  log file: {status.log_path}")
@@ -130,3 +160,19 @@ def _fail(action: str, summary: str, details: str = "") -> int:
 
 def _path(value: str) -> Path:
     return Path(value).expanduser()
+
+
+def _scram_summary(kafka: LocalKafka) -> str:
+    """``alice (SCRAM-SHA-256, SCRAM-SHA-512)``: the users formatted into storage (never their passwords)."""
+    users: dict[str, list[str]] = {}
+    for mechanism, name in kafka.scram_credentials():
+        users.setdefault(name, []).append(mechanism)
+    return "; ".join(f"{name} ({', '.join(mechanisms)})" for name, mechanisms in users.items()) or "none"
+
+
+def _scram_user(value: str) -> tuple[str, str]:
+    """``NAME:PASSWORD`` (the password may itself contain ``:``); the error message never repeats the value."""
+    name, colon, password = value.partition(":")
+    if not (name and colon and password):
+        raise argparse.ArgumentTypeError("expected NAME:PASSWORD with both parts non-empty")
+    return name, password

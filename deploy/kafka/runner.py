@@ -17,6 +17,14 @@ Layout::
 Nothing here reads the environment except :meth:`BrokerSettings.from_environment`,
 and nothing prints: progress goes to :mod:`logging`, failures raise
 :class:`KafkaRunnerError` with enough context to act on.
+
+Optionally a second client listener speaks SASL_PLAINTEXT with SCRAM
+(``sasl_port`` plus ``scram_users``), for exercising client authentication.
+Its credentials are written into the metadata log when storage is formatted
+(``StorageTool format --add-scram``), so they never appear in
+``server.properties``, and are kept out of reprs, logs and error messages.
+The PLAINTEXT listener stays, and the controller and inter-broker traffic
+stay PLAINTEXT.
 """
 
 from __future__ import annotations
@@ -34,8 +42,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +59,16 @@ MAX_HEAP_MB = 1024
 MIN_HEAP_MB = 128
 #: How many lines of broker/mvn output an error carries.
 TAIL_LINES = 25
+
+#: The SASL mechanisms the optional SCRAM listener can offer (both by default).
+SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
+#: The listener name (and security protocol) of the optional SCRAM listener.
+SASL_LISTENER = "SASL_PLAINTEXT"
+#: SCRAM user names stay simple: they travel inside StorageTool's ``name=...,password=...`` syntax.
+_SCRAM_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._@-")
+#: Characters a SCRAM password may not contain, because StorageTool's argument syntax would split on them.
+_SCRAM_PASSWORD_FORBIDDEN = frozenset(',[]"\\')
+_REDACTED = "***"
 
 #: Resolves a tool name to its path, like :func:`shutil.which`.
 Which = Callable[[str], str | None]
@@ -83,6 +101,10 @@ class BrokerSettings:
 
     The controller listens on 19093 by default rather than Kafka's customary
     9093, because 9093 is Alertmanager's default port and both run side by side.
+
+    ``sasl_port`` adds a SASL_PLAINTEXT listener offering ``scram_mechanisms``;
+    ``scram_users`` (name -> password) are created for each of those mechanisms
+    when storage is first formatted. The passwords are left out of ``repr``.
     """
 
     data_dir: Path
@@ -92,24 +114,50 @@ class BrokerSettings:
     controller_port: int = 19093
     heap_mb: int = 512
     num_partitions: int = 1
+    sasl_port: int | None = None
+    scram_users: Mapping[str, str] = field(default_factory=dict, repr=False, hash=False)
+    scram_mechanisms: tuple[str, ...] = SCRAM_MECHANISMS
 
     def __post_init__(self) -> None:
         # Absolute paths, so the pid check can match the broker's command line
         # whatever the caller's working directory was.
         object.__setattr__(self, "data_dir", Path(self.data_dir).absolute())
         object.__setattr__(self, "cache_dir", Path(self.cache_dir).absolute())
-        for name in ("port", "controller_port"):
-            value = getattr(self, name)
+        ports = {"port": self.port, "controller_port": self.controller_port}
+        if self.sasl_port is not None:
+            ports["sasl_port"] = self.sasl_port
+        for name, value in ports.items():
             if not 1 <= value <= 65535:
                 raise ValueError(f"{name} must be in 1..65535, got {value}")
-        if self.port == self.controller_port:
-            raise ValueError(f"port and controller_port must differ (both are {self.port})")
+        if len(set(ports.values())) < len(ports):
+            raise ValueError(f"{' and '.join(ports)} must differ (got {ports})")
+        self._check_scram()
         if not MIN_HEAP_MB <= self.heap_mb <= MAX_HEAP_MB:
             raise ValueError(f"heap_mb must be in {MIN_HEAP_MB}..{MAX_HEAP_MB}, got {self.heap_mb}")
         if self.num_partitions < 1:
             raise ValueError(f"num_partitions must be >= 1, got {self.num_partitions}")
         if not self.host:
             raise ValueError("host must not be empty")
+
+    def _check_scram(self) -> None:
+        object.__setattr__(self, "scram_users", dict(self.scram_users))
+        object.__setattr__(self, "scram_mechanisms", tuple(self.scram_mechanisms))
+        if self.scram_users and self.sasl_port is None:
+            raise ValueError("scram_users need a SASL listener: set sasl_port (--sasl-port) too")
+        unknown = [m for m in self.scram_mechanisms if m not in SCRAM_MECHANISMS]
+        if unknown or not self.scram_mechanisms:
+            raise ValueError(f"scram_mechanisms must be a non-empty subset of {SCRAM_MECHANISMS}, got {unknown or '()'}")
+        for name, password in self.scram_users.items():
+            if not name or not set(name) <= _SCRAM_NAME_CHARS:
+                raise ValueError(f"SCRAM user name {name!r} must be non-empty and use only A-Z a-z 0-9 . _ @ -")
+            # The message names the user, never the password.
+            if not password:
+                raise ValueError(f"SCRAM user {name!r} has an empty password")
+            if set(password) & _SCRAM_PASSWORD_FORBIDDEN or " " in password or not password.isprintable():
+                raise ValueError(
+                    f"SCRAM user {name!r}: the password may not contain spaces, control characters "
+                    "or any of , [ ] \" \\ (Kafka's --add-scram syntax cannot carry them)"
+                )
 
     @classmethod
     def from_environment(
@@ -140,6 +188,11 @@ class BrokerSettings:
         return f"{self.host}:{self.port}"
 
     @property
+    def sasl_bootstrap_servers(self) -> str | None:
+        """``host:sasl_port`` of the SCRAM listener, or ``None`` without one."""
+        return None if self.sasl_port is None else f"{self.host}:{self.sasl_port}"
+
+    @property
     def storage_dir(self) -> Path:
         """Kafka's ``log.dirs``; formatted once, then kept across restarts."""
         return self.data_dir / "data"
@@ -160,6 +213,11 @@ class BrokerSettings:
     def cluster_id_path(self) -> Path:
         return self.data_dir / "cluster.id"
 
+    @property
+    def scram_record_path(self) -> Path:
+        """Names and mechanisms (never passwords) of the SCRAM users written at format time."""
+        return self.data_dir / "scram-users.txt"
+
 
 @dataclass(frozen=True)
 class BrokerInfo:
@@ -175,6 +233,7 @@ class BrokerInfo:
     log_path: Path
     started_in_seconds: float
     already_running: bool = False
+    sasl_bootstrap_servers: str | None = None
 
 
 @dataclass(frozen=True)
@@ -184,6 +243,7 @@ class BrokerStatus:
     bootstrap_servers: str
     log_path: Path
     data_dir: Path
+    sasl_bootstrap_servers: str | None = None
 
 
 def render_server_properties(settings: BrokerSettings) -> str:
@@ -194,16 +254,23 @@ def render_server_properties(settings: BrokerSettings) -> str:
     partitions at once instead of after Kafka's 3 s grace period.
     """
     host, port, cport = settings.host, settings.port, settings.controller_port
+    listeners = [f"PLAINTEXT://{host}:{port}", f"CONTROLLER://{host}:{cport}"]
+    advertised = [f"PLAINTEXT://{host}:{port}"]
+    protocols = ["PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT"]
+    if settings.sasl_port is not None:
+        listeners.append(f"{SASL_LISTENER}://{host}:{settings.sasl_port}")
+        advertised.append(f"{SASL_LISTENER}://{host}:{settings.sasl_port}")
+        protocols.append(f"{SASL_LISTENER}:{SASL_LISTENER}")
     lines = [
         "# Generated by decaywatch (deploy/kafka/runner.py) and rewritten on every start.",
         "process.roles=broker,controller",
         "node.id=1",
         f"controller.quorum.voters=1@{host}:{cport}",
-        f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{cport}",
-        f"advertised.listeners=PLAINTEXT://{host}:{port}",
+        f"listeners={','.join(listeners)}",
+        f"advertised.listeners={','.join(advertised)}",
         "controller.listener.names=CONTROLLER",
         "inter.broker.listener.name=PLAINTEXT",
-        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        f"listener.security.protocol.map={','.join(protocols)}",
         f"log.dirs={settings.storage_dir}",
         f"num.partitions={settings.num_partitions}",
         "offsets.topic.replication.factor=1",
@@ -215,7 +282,33 @@ def render_server_properties(settings: BrokerSettings) -> str:
         "group.initial.rebalance.delay.ms=0",
         "auto.create.topics.enable=true",
     ]
+    if settings.sasl_port is not None:
+        lines += _sasl_listener_properties(settings.scram_mechanisms)
     return "\n".join(lines) + "\n"
+
+
+def _sasl_listener_properties(mechanisms: tuple[str, ...]) -> list[str]:
+    """SCRAM on the SASL listener only; credentials come from the metadata log, so the JAAS entries are empty."""
+    prefix = f"listener.name.{SASL_LISTENER.lower()}"
+    lines = [f"{prefix}.sasl.enabled.mechanisms={','.join(mechanisms)}"]
+    lines += [
+        f"{prefix}.{mechanism.lower()}.sasl.jaas.config="
+        "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        for mechanism in mechanisms
+    ]
+    return lines
+
+
+def scram_format_arguments(settings: BrokerSettings) -> list[str]:
+    """``--add-scram MECHANISM=[name=N,password=P]`` for every user and mechanism, in a stable order.
+
+    These hold the passwords: :func:`_run` blanks them in any error it raises.
+    """
+    arguments: list[str] = []
+    for name, password in sorted(settings.scram_users.items()):
+        for mechanism in settings.scram_mechanisms:
+            arguments += ["--add-scram", f"{mechanism}=[name={name},password={password}]"]
+    return arguments
 
 
 def new_cluster_id() -> str:
@@ -337,22 +430,26 @@ class LocalKafka:
                 if bootstrap != settings.bootstrap_servers:
                     log.warning("Broker in %s already runs at %s, not %s",
                                 settings.data_dir, bootstrap, settings.bootstrap_servers)
-                return BrokerInfo(bootstrap, pid, settings.log_path,
-                                  time.monotonic() - began, already_running=True)
+                return BrokerInfo(bootstrap, pid, settings.log_path, time.monotonic() - began,
+                                  already_running=True, sasl_bootstrap_servers=self._running_sasl_bootstrap())
             java = self._require("java", "to run the Kafka broker (install a JDK 17 or newer)")
-            for port in (settings.port, settings.controller_port):
-                _ensure_port_free(settings.host, port)
+            for port in (settings.port, settings.controller_port, settings.sasl_port):
+                if port is not None:
+                    _ensure_port_free(settings.host, port)
             libs = self.fetch()
             deadline = time.monotonic() + timeout
             settings.properties_path.write_text(render_server_properties(settings))
             settings.storage_dir.mkdir(exist_ok=True)
             if not (settings.storage_dir / "meta.properties").exists():
                 self._format(java, libs, deadline)
+            else:
+                self._warn_if_scram_users_changed()
             process = self._spawn(java, libs)
             self._wait_until_started(process, deadline, timeout)
         elapsed = time.monotonic() - began
         log.info("Kafka broker up at %s (pid %d) in %.1f s", settings.bootstrap_servers, process.pid, elapsed)
-        return BrokerInfo(settings.bootstrap_servers, process.pid, settings.log_path, elapsed)
+        return BrokerInfo(settings.bootstrap_servers, process.pid, settings.log_path, elapsed,
+                          sasl_bootstrap_servers=settings.sasl_bootstrap_servers)
 
     def stop(self, timeout: float = 30.0) -> bool:
         """Stop our broker: SIGTERM (Kafka shuts down cleanly), SIGKILL if it outlives ``timeout``.
@@ -381,8 +478,21 @@ class LocalKafka:
     def status(self) -> BrokerStatus:
         """Whether our broker runs; read-only (a stale pid file is reported as not running, not removed)."""
         pid = self._running_pid()
-        bootstrap = self._running_bootstrap() if pid is not None else self.settings.bootstrap_servers
-        return BrokerStatus(pid is not None, pid, bootstrap, self.settings.log_path, self.settings.data_dir)
+        settings = self.settings
+        if pid is None:
+            return BrokerStatus(False, None, settings.bootstrap_servers, settings.log_path, settings.data_dir,
+                                settings.sasl_bootstrap_servers)
+        return BrokerStatus(True, pid, self._running_bootstrap(), settings.log_path, settings.data_dir,
+                            self._running_sasl_bootstrap())
+
+    def scram_credentials(self) -> list[tuple[str, str]]:
+        """``(mechanism, user name)`` pairs written into storage when it was formatted (empty if none or not yet)."""
+        try:
+            lines = self.settings.scram_record_path.read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        pairs = (line.split(" ", 1) for line in lines if " " in line)
+        return [(mechanism, name) for mechanism, name in pairs]
 
     # ---------------------------------------------------------------- internals
 
@@ -413,10 +523,29 @@ class LocalKafka:
         command = self._java_command(
             java, libs, "kafka.tools.StorageTool", "format",
             "--config", str(settings.properties_path), "--cluster-id", cluster_id,
-            heap_mb=256,
+            *scram_format_arguments(settings), heap_mb=256,
         )  # fmt: skip
         log.info("Formatting Kafka storage in %s (cluster id %s)", settings.storage_dir, cluster_id)
-        _run(command, timeout=max(deadline - time.monotonic(), 1.0), what="Formatting Kafka storage")
+        _run(command, timeout=max(deadline - time.monotonic(), 1.0), what="Formatting Kafka storage",
+             secrets=tuple(settings.scram_users.values()))
+        _write_atomically(settings.scram_record_path, _scram_record(settings))
+
+    def _warn_if_scram_users_changed(self) -> None:
+        """SCRAM users are created at format time only; say so if users are requested that differ from those."""
+        settings = self.settings
+        if not settings.scram_users:
+            return
+        try:
+            formatted = settings.scram_record_path.read_text()
+        except FileNotFoundError:  # formatted before SCRAM users existed here: none were added
+            formatted = ""
+        if formatted != _scram_record(settings):
+            log.warning(
+                "SCRAM users are created only when storage is first formatted; %s was formatted with "
+                "other users or mechanisms, so the requested ones are not added (use a new data dir, "
+                "or change them with Kafka's admin API)",
+                settings.storage_dir,
+            )
 
     def _spawn(self, java: str, libs: Path) -> subprocess.Popen[bytes]:
         """Start the JVM in its own session (Ctrl-C in the caller's terminal must not reach it)."""
@@ -512,6 +641,18 @@ class LocalKafka:
             time.sleep(0.1)
         return True
 
+    def _running_sasl_bootstrap(self) -> str | None:
+        """The running broker's SASL listener address, if its server.properties advertises one."""
+        with contextlib.suppress(OSError):
+            for line in self.settings.properties_path.read_text().splitlines():
+                key, _, value = line.partition("=")
+                if key.strip() == "advertised.listeners":
+                    for listener in value.strip().split(","):
+                        name, _, address = listener.partition("://")
+                        if name == SASL_LISTENER:
+                            return address
+        return None
+
     def _running_bootstrap(self) -> str:
         """The running broker's address from its server.properties, which may differ from our settings."""
         with contextlib.suppress(OSError):
@@ -536,8 +677,16 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _run(command: list[str], *, timeout: float, what: str) -> str:
-    """Run a short-lived tool, returning its combined output or raising with the command and its tail."""
+def _scram_record(settings: BrokerSettings) -> str:
+    """What :meth:`LocalKafka._format` wrote: one ``mechanism name`` line per credential, no passwords."""
+    return "".join(f"{m} {name}\n" for name in sorted(settings.scram_users) for m in settings.scram_mechanisms)
+
+
+def _run(command: list[str], *, timeout: float, what: str, secrets: Sequence[str] = ()) -> str:
+    """Run a short-lived tool, returning its combined output or raising with the command and its tail.
+
+    Every string in ``secrets`` reads ``***`` in the command and output an error carries.
+    """
     try:
         result = subprocess.run(
             command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -545,16 +694,19 @@ def _run(command: list[str], *, timeout: float, what: str) -> str:
         )  # fmt: skip
     except subprocess.TimeoutExpired as exc:
         output = _decode(exc.output)
-        raise KafkaRunnerError(f"{what} timed out after {timeout:.0f} s", _describe(command, output)) from None
+        raise KafkaRunnerError(f"{what} timed out after {timeout:.0f} s", _describe(command, output, secrets)) from None
     output = _decode(result.stdout)
     if result.returncode != 0:
-        raise KafkaRunnerError(f"{what} failed (exit code {result.returncode})", _describe(command, output))
+        raise KafkaRunnerError(f"{what} failed (exit code {result.returncode})", _describe(command, output, secrets))
     return output
 
 
-def _describe(command: list[str], output: str) -> str:
+def _describe(command: list[str], output: str, secrets: Sequence[str] = ()) -> str:
     tail = _tail(output)
-    return f"command: {subprocess.list2cmdline(command)}\n" + (f"output (last lines):\n{tail}" if tail else "no output")
+    text = f"command: {subprocess.list2cmdline(command)}\n" + (f"output (last lines):\n{tail}" if tail else "no output")
+    for secret in secrets:
+        text = text.replace(secret, _REDACTED)
+    return text
 
 
 def _tail(text: str, lines: int = TAIL_LINES) -> str:
@@ -619,6 +771,7 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 __all__ = [
+    "SCRAM_MECHANISMS",
     "BrokerInfo",
     "BrokerSettings",
     "BrokerStatus",
@@ -629,4 +782,5 @@ __all__ = [
     "free_ports",
     "new_cluster_id",
     "render_server_properties",
+    "scram_format_arguments",
 ]
