@@ -101,16 +101,21 @@ def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--idle-expiry", help="forget a model with no event for this long, e.g. 24h (default 24h; 'never')")
 
 
-def load_config(args: argparse.Namespace) -> MonitorConfig:
-    """The policy from ``--config`` and the policy flags (flags win)."""
-    document: dict[str, Any] = {}
-    if args.config is not None:
-        try:
-            document = tomllib.loads(args.config.read_text())
-        except OSError as error:
-            raise ConfigError(f"cannot read {args.config}: {error.strerror}") from None
-        except tomllib.TOMLDecodeError as error:
-            raise ConfigError(f"{args.config} is not valid TOML: {error}") from None
+def read_document(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``--config`` TOML document (empty without one)."""
+    if args.config is None:
+        return {}
+    try:
+        return tomllib.loads(args.config.read_text())
+    except OSError as error:
+        raise ConfigError(f"cannot read {args.config}: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{args.config} is not valid TOML: {error}") from None
+
+
+def load_config(args: argparse.Namespace, document: dict[str, Any] | None = None) -> MonitorConfig:
+    """The policy from ``--config`` and the policy flags (flags win); the file's ``[kafka]`` table is not policy."""
+    document = {key: value for key, value in (read_document(args) if document is None else document).items() if key != "kafka"}
     overrides: dict[str, Any] = {}
     for name in ("baseline", "baseline_date", "threshold", "floor", "min_samples"):
         value = getattr(args, name, None)
@@ -130,8 +135,13 @@ def load_config(args: argparse.Namespace) -> MonitorConfig:
 
 
 def settings_from_args(args: argparse.Namespace) -> MonitorSettings:
+    document = read_document(args)
+    try:
+        kafka = kafka_client_config(args, document.get("kafka"))
+    except ValueError as error:
+        raise ConfigError(f"[kafka] {error}") from None
     return MonitorSettings(
-        kafka=kafka_client_config(args),
+        kafka=kafka,
         topic=args.topic,
         alerts_topic=args.alerts_topic,
         dead_letter_topic=args.dead_letter_topic,
@@ -139,7 +149,7 @@ def settings_from_args(args: argparse.Namespace) -> MonitorSettings:
         metrics_addr=args.metrics_addr,
         metrics_port=args.metrics_port,
         batch_size=args.batch_size,
-        config=load_config(args),
+        config=load_config(args, document),
         alertmanager_urls=tuple(args.alertmanager_url),
         tls=_tls(args),
     )

@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 class MonitorSettings:
     """Everything the service needs to run, already parsed and validated."""
 
-    kafka: dict[str, Any]
+    kafka: dict[str, Any] = field(repr=False)
+    """kafka-python client settings (may hold a SASL password: kept out of ``repr``)."""
     topic: str = "predictions"
     alerts_topic: str = "model-alerts"
     dead_letter_topic: str = "predictions-dlq"

@@ -436,3 +436,19 @@ def test_produce_reports_a_failed_login_in_one_line() -> None:
         "Authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-256"
     ]
     assert PASSWORD not in stdout.getvalue() + stderr.getvalue()
+
+
+def test_config_file_kafka_table_reaches_the_client_and_stays_out_of_repr(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from consumer.cli import settings_from_args
+    from decaywatch.cli import build_parser
+
+    config = tmp_path / "monitor.toml"
+    config.write_text(
+        '[kafka]\nbootstrap_servers = "10.1.2.3:9093"\nsecurity_protocol = "SASL_PLAINTEXT"\n'
+        'sasl_mechanism = "SCRAM-SHA-512"\nsasl_username = "alice"\nsasl_password = "file-secret"\n\n[defaults]\nthreshold = 0.2\n'
+    )
+    settings = settings_from_args(build_parser().parse_args(["monitor", "--config", str(config)]))
+    assert settings.kafka["bootstrap_servers"] == ["10.1.2.3:9093"]
+    assert settings.kafka["sasl_plain_password"] == "file-secret" and settings.kafka["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert settings.config.defaults.threshold == 0.2
+    assert "file-secret" not in repr(settings)
