@@ -76,13 +76,15 @@ def _decode_one(value: bytes | None) -> Any:
         return orjson.loads(value)
     except orjson.JSONDecodeError as error:
         text = str(error)
-        if "infinity" in text or _has_non_finite_literal(value):
+        if "infinity" in text or _non_finite_literal_at(error):
             return Rejection(-1, Reason.NON_FINITE_NUMBER, f"JSON has a non-finite number: {text}")
         return Rejection(-1, Reason.MALFORMED_JSON, f"not valid JSON: {text}")
 
 
-def _has_non_finite_literal(value: bytes) -> bool:
-    return b"NaN" in value or b"Infinity" in value
+def _non_finite_literal_at(error: orjson.JSONDecodeError) -> bool:
+    """Did parsing stop at a ``NaN``/``Infinity`` literal (not merely at text that contains those letters)?"""
+    doc = error.doc if isinstance(error.doc, str) else ""
+    return doc.startswith(("NaN", "Infinity", "-Infinity"), error.pos)
 
 
 def dumps(obj: Any) -> bytes:

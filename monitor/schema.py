@@ -133,7 +133,7 @@ def parse_timestamp(value: object) -> float:
         seconds = float(value)  # type: ignore[arg-type]
     elif type(value) is str:
         try:
-            parsed = datetime.fromisoformat(value)
+            parsed = datetime.fromisoformat(value.upper())  # RFC 3339 allows lower-case "t" and "z"
         except ValueError:
             raise ValueError(f"ts {value[:64]!r} is not an RFC 3339 timestamp") from None
         if parsed.tzinfo is None:
