@@ -130,6 +130,7 @@ class ValueWindowJudge:
         self.metric, self.baseline, self.threshold = metric, baseline, threshold
         self.min_samples, self.recovery_margin, self.cooldown = min_samples, recovery_margin, cooldown
         self._episode = EpisodeState()
+        self._quiet = 0  # events still to wait, after a resolution in an earlier batch
 
     @property
     def firing(self) -> bool:
@@ -143,7 +144,8 @@ class ValueWindowJudge:
         worse = np.where(defined, self.worsening(np.nan_to_num(value)), 0.0)
         breach = defined & (worse > self.threshold)
         clear = defined & (worse <= self.threshold - self.recovery_margin)
-        return [
-            ValueJudgement(j, firing, float(value[j]), int(support[j]))
-            for j, firing in self._episode.advance_with_cooldown(breach, clear, 0, self.cooldown)
-        ]
+        moves = self._episode.advance_with_cooldown(breach, clear, self._quiet, self.cooldown)
+        m = int(value.shape[0])
+        resolved = [j for j, firing in moves if not firing]
+        self._quiet = max(0, self.cooldown - (m - 1 - resolved[-1])) if resolved else max(0, self._quiet - m)
+        return [ValueJudgement(j, firing, float(value[j]), int(support[j])) for j, firing in moves]

@@ -84,6 +84,14 @@ class Monitor:
         self._touched.discard(model)
         return self._trackers.pop(model, None) is not None
 
+    def adopt(self, tracker: ModelTracker) -> None:
+        """Track a restored model (its partition moved here): it replaces any tracker of the same model.
+
+        The cap on tracked models does not apply: a restored model was already counted by its old owner.
+        """
+        self._trackers[tracker.model] = tracker
+        self._touched.add(tracker.model)
+
     def models(self) -> list[str]:
         return list(self._trackers)
 

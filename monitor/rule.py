@@ -200,9 +200,13 @@ class SequentialJudge:
 
 
 def sequential_judge(name: str, line: float, margin: float, policy: ModelPolicy) -> SequentialJudge:
-    """A sequential test centred on ``line`` with the policy's evidence, cool-down and confidence."""
-    good = min(line + margin, 1.0 - 1e-6)
-    bad = max(line - margin, 1e-6)
+    """A sequential test centred on ``line`` with the policy's evidence, cool-down and confidence.
+
+    A line at or below 0 (a baseline under the threshold) or at 1 keeps valid
+    reference rates: the test then simply never finds the evidence to fire.
+    """
+    bad = min(max(line - margin, 1e-6), 1.0 - 2e-6)
+    good = max(min(line + margin, 1.0 - 1e-6), bad + 1e-6)
     test = SequentialTest(good, bad, policy.evidence, policy.cooldown, line=line, z=policy.confidence_z)
     return SequentialJudge(name, test)
 

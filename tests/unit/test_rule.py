@@ -5,6 +5,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -137,3 +138,12 @@ def test_alert_event_carries_the_contract_fields() -> None:
     assert event["event_time"] == "1970-01-01T00:00:09.000Z"
     assert event["emitted_at"] == "2024-06-01T00:00:00.000Z"
     assert len(event["alert_id"]) == 16
+
+
+@pytest.mark.parametrize("baseline", [0.0, 0.04, 0.1, 1.0])
+def test_baselines_at_the_edges_never_crash(baseline: float) -> None:
+    for decision in ("sequential", "window"):
+        learned = ModelPolicy(learn_baseline_from=10, windows=(20,), min_samples=10, decision=decision)
+        fixed = ModelPolicy(baseline=baseline, windows=(20,), min_samples=10, decision=decision)
+        for policy in (learned, fixed):
+            run(Monitor(MonitorConfig(policy)), events([False] * 40 + [True] * 40), [7, 30])
