@@ -73,6 +73,18 @@ def add_service_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str
     group.add_argument(
         "--log-format", choices=("text", "json"), default=_env(env, "--log-format", "text"), help="log line format"
     )
+    group.add_argument(
+        "--state-topic",
+        default=_env(env, "--state-topic", ""),
+        help="compacted changelog that carries model state when partitions move (default GROUP-state)",
+    )
+    group.add_argument("--no-state", action="store_true", help="keep no state changelog: a moved partition's models start afresh")
+    group.add_argument(
+        "--session-timeout-ms",
+        type=int,
+        default=int(_env(env, "--session-timeout-ms", "0")) or None,
+        help="how soon the group notices a dead monitor (default kafka-python's 45000)",
+    )
     group.add_argument("--metrics-certfile", default=_env(env, "--metrics-certfile", "") or None, help="serve HTTPS with this certificate (PEM)")
     group.add_argument("--metrics-keyfile", default=_env(env, "--metrics-keyfile", "") or None, help="the certificate's private key (PEM)")
     group.add_argument(
@@ -152,6 +164,8 @@ def settings_from_args(args: argparse.Namespace) -> MonitorSettings:
         config=load_config(args, document),
         alertmanager_urls=tuple(args.alertmanager_url),
         tls=_tls(args),
+        state_topic=None if args.no_state else args.state_topic,
+        session_timeout_ms=args.session_timeout_ms,
     )
 
 

@@ -44,6 +44,10 @@ class SnapshotCollector(Collector):
         self._alerts = MappingProxyType(dict(alerts))
         self._processed = MappingProxyType(dict(processed))
 
+    def withhold(self, models: set[str]) -> None:
+        """Drop these models from what scrapes see, until the next ``publish``."""
+        self._snapshot = MappingProxyType({m: s for m, s in self._snapshot.items() if m not in models})
+
     def describe(self) -> list[Metric]:
         return []  # generated per scrape; nothing to check for duplicates at registration
 
@@ -186,6 +190,12 @@ class ServiceMetrics:
         for reason in Reason.ALL:
             self.invalid_events.labels(reason)  # export zeros, so rate() works from the first rejection
         self.batches = Counter("decaywatch_batches", "Batches polled, processed and committed.", registry=self.registry)
+        self.state_restore_seconds = Gauge(
+            "decaywatch_state_restore_seconds", "How long the last restore of moved partitions' model state took.", registry=self.registry
+        )
+        self.restored_models = Counter(
+            "decaywatch_restored_models", "Models restored from the state changelog after partitions moved here.", registry=self.registry
+        )
         self.untracked_events = Counter(
             "decaywatch_untracked_events",
             "Valid events of models beyond the cap on tracked models ([limits] max_models): counted, not tracked.",

@@ -19,7 +19,8 @@ from consumer.service import MonitorService
 from consumer.alertmanager import AlertmanagerSink
 from consumer.metrics import DeliveryCollector
 from consumer.sinks import AlertFanOut, AlertSink, KafkaAlertSink, KafkaDeadLetterSink
-from consumer.source import KafkaEventSource
+from consumer.changelog import KafkaStateStore
+from consumer.source import KafkaEventSource, RebalanceRecorder
 from monitor.config import MonitorConfig
 from monitor.engine import Monitor
 
@@ -44,6 +45,10 @@ class MonitorSettings:
     """Push alert events straight to these Alertmanagers (API v2), besides the alerts topic."""
     tls: TlsSettings | None = None
     """Serve /metrics and the other endpoints over HTTPS."""
+    state_topic: str | None = ""
+    """Compacted changelog of model state ("" = GROUP-state; None = keep no state: a moved partition starts afresh)."""
+    session_timeout_ms: int | None = None
+    """How soon the group notices a dead member (kafka-python's default, 45 s, when None)."""
 
 
 class MonitorRuntime:
@@ -55,9 +60,15 @@ class MonitorRuntime:
         self.settings = settings
         self._closers: list[Any] = []
         try:
-            self.source = KafkaEventSource.connect(settings.topic, settings.group, settings.batch_size, settings.kafka)
+            state_topic = settings.state_topic if settings.state_topic != "" else f"{settings.group}-state"
+            if state_topic is not None:
+                KafkaStateStore.ensure_topic(settings.kafka, settings.topic, state_topic)
+            recorder = RebalanceRecorder(on_revoked=lambda partitions: self.service.withhold(partitions))
+            self.source = KafkaEventSource.connect(
+                settings.topic, settings.group, settings.batch_size, settings.kafka, recorder, settings.session_timeout_ms
+            )
             self._closers.append(self.source.close)
-            producer = KafkaProducer(linger_ms=5, **settings.kafka)
+            producer = KafkaProducer(linger_ms=5, max_request_size=8 * 1024 * 1024, **settings.kafka)
             self._closers.append(lambda: producer.close(timeout=10))
             self.metrics = ServiceMetrics()
             alerts: AlertSink = KafkaAlertSink(producer, settings.alerts_topic)
@@ -73,6 +84,7 @@ class MonitorRuntime:
                 dead_letters=KafkaDeadLetterSink(producer, settings.dead_letter_topic),
                 metrics=self.metrics,
                 clock=time.time,
+                state_store=None if state_topic is None else KafkaStateStore(producer, state_topic, settings.kafka),
             )
             endpoints = HttpEndpoints(self.metrics.registry, self._readiness, self._models)
             self.http = HttpServer(endpoints, settings.metrics_addr, settings.metrics_port, settings.tls).start()

@@ -17,13 +17,17 @@ from collections import Counter as Tally
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from consumer.changelog import StateStore
 from consumer.metrics import ServiceMetrics
 from consumer.sinks import AlertSink, DeadLetterSink
 from consumer.source import EventSource, RawBatch
 from monitor.alert import AlertTransition
 from monitor.codec import decode
 from monitor.engine import Monitor
-from monitor.schema import Rejection, validate
+from monitor import state
+from monitor.schema import EventBatch, Rejection, validate
 from monitor.snapshot import ModelSnapshot
 
 log = logging.getLogger(__name__)
@@ -63,6 +67,7 @@ class MonitorService:
         metrics: ServiceMetrics,
         clock: Clock,
         on_alert: Callable[[dict[str, object]], None] | None = None,
+        state_store: StateStore | None = None,
     ) -> None:
         self.source = source
         self.monitor = monitor
@@ -71,7 +76,13 @@ class MonitorService:
         self.metrics = metrics
         self.clock = clock
         self.on_alert = on_alert
+        self.state_store = state_store
         self.totals = ServiceTotals()
+        self._partition_of: dict[str, int] = {}
+        self._skip_through: dict[str, int] = {}  # model -> last input offset its restored state includes
+        self._owned: set[int] = set()
+        self._revoked: set[int] = set()
+        self._touched: dict[str, tuple[int, int]] = {}  # this batch: model -> (partition, last offset)
         self._processed_at: dict[str, float] = {}
         self._untracked_seen = 0
         self._last_expiry = float("-inf")
@@ -80,6 +91,7 @@ class MonitorService:
     def step(self, timeout_s: float = 0.5) -> StepResult | None:
         """Handle one batch end to end; ``None`` when the poll returned nothing."""
         raw = self.source.poll(timeout_s)
+        self._apply_rebalances()
         if raw is None or not len(raw):
             return None
         started = self.clock()
@@ -100,9 +112,70 @@ class MonitorService:
     def snapshot(self) -> Mapping[str, ModelSnapshot]:
         return self.monitor.snapshot()
 
+    def withhold(self, partitions: set[int]) -> None:
+        """Stop exporting these partitions' models at once (called from the rebalance callback).
+
+        The loop forgets them after ``poll`` returns; until then a scrape must
+        not show a model that another process may already be exporting.
+        """
+        gone = {model for model, p in list(self._partition_of.items()) if p in partitions}
+        if gone:
+            self.metrics.models.withhold(gone)
+
+    def _apply_rebalances(self) -> None:
+        """Act on partition moves before processing anything: forget what left, restore what arrived."""
+        events = self.source.rebalances()
+        if not events:
+            return
+        for kind, partitions in events:
+            if kind == "revoked":
+                self._revoked |= partitions
+            else:
+                gone = self._revoked - partitions
+                arrived = partitions - self._owned
+                self._forget_partitions(gone)
+                self._owned = set(partitions)
+                self._revoked = set()
+                if arrived:
+                    self._restore(arrived)
+        self.metrics.models.publish(self.monitor.snapshot(), self.totals.alerts, self._processed_at)
+
+    def _forget_partitions(self, partitions: set[int]) -> None:
+        for model in [m for m, p in self._partition_of.items() if p in partitions]:
+            self.monitor.forget(model)
+            del self._partition_of[model]
+            self._skip_through.pop(model, None)
+            self._processed_at.pop(model, None)
+            for status in ("firing", "resolved"):
+                self.totals.alerts.pop((model, status), None)
+        if partitions:
+            log.info("partitions %s moved away: their models are no longer exported here", sorted(partitions))
+
+    def _restore(self, partitions: set[int]) -> None:
+        if self.state_store is None:
+            return
+        started = self.clock()
+        checkpoints = self.state_store.read(partitions)
+        restored = 0
+        for model, checkpoint in checkpoints.items():
+            try:
+                tracker = state.load(checkpoint.state, self.monitor.config.policy_for(model), model)
+            except state.StateMismatch as error:
+                log.warning("model %r starts afresh: its checkpoint does not restore (%s)", model[:64], error)
+                continue
+            self.monitor.adopt(tracker)
+            self._partition_of[model] = checkpoint.partition
+            self._skip_through[model] = checkpoint.offset
+            restored += 1
+        seconds = max(0.0, self.clock() - started)
+        self.metrics.state_restore_seconds.set(seconds)
+        self.metrics.restored_models.inc(restored)
+        log.info("restored %d model(s) of partitions %s in %.2f s", restored, sorted(partitions), seconds)
+
     def _evaluate(self, raw: RawBatch) -> StepResult:
         objects, positions, undecodable = decode(raw.values)
         batch, invalid = validate(objects, raw.timestamp[positions], positions)
+        batch = self._locate(batch, raw)
         transitions = self.monitor.process(batch)
         now = self.clock()
         tracked = self.monitor.is_tracked
@@ -113,6 +186,36 @@ class MonitorService:
         self._expire_idle(now)
         rejections = sorted(undecodable + invalid, key=lambda r: r.index)
         return StepResult(len(raw), len(batch), rejections, transitions)
+
+    def _locate(self, batch: EventBatch, raw: RawBatch) -> EventBatch:
+        """Note each model's partition and last offset; drop events a restored state already includes."""
+        self._touched = {}
+        if not len(batch):
+            return batch
+        partitions = np.asarray(raw.partitions, dtype=np.int64)[batch.source_index]
+        offsets = np.asarray(raw.offsets, dtype=np.int64)[batch.source_index]
+        keep = np.ones(len(batch), dtype=bool)
+        for code, model in enumerate(batch.models):
+            rows = batch.model_codes == code
+            last = int(offsets[rows].max())
+            self._touched[model] = (int(partitions[rows][0]), last)
+            self._partition_of[model] = self._touched[model][0]
+            through = self._skip_through.get(model)
+            if through is not None:
+                keep &= ~(rows & (offsets <= through))
+                if last > through:
+                    del self._skip_through[model]
+        return batch if keep.all() else batch.select(keep)
+
+    def _checkpoint(self) -> None:
+        """Write the state of every model this batch touched, then flush: before the offsets are committed."""
+        if self.state_store is None or not self._touched:
+            return
+        for model, (partition, offset) in self._touched.items():
+            tracker = self.monitor.tracked(model)
+            if tracker is not None:
+                self.state_store.write(model, partition, offset, state.dump(tracker))
+        self.state_store.flush()
 
     def _account_untracked(self, now: float) -> None:
         untracked = self.monitor.untracked_events - self._untracked_seen
@@ -165,6 +268,7 @@ class MonitorService:
                 self.on_alert(event)
         self.dead_letters.flush()
         self.alerts.flush()
+        self._checkpoint()
         self.totals.messages += result.messages
         self.totals.valid += result.valid
         self.totals.rejected += len(result.rejections)

@@ -8,7 +8,8 @@ shape instead of a broker.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+import queue
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -43,6 +44,9 @@ class EventSource(Protocol):
     def lag(self) -> dict[tuple[str, int], int]:
         """Messages behind the end of each assigned partition, as far as the source knows."""
 
+    def rebalances(self) -> list[tuple[str, set[int]]]:
+        """Partition moves since the last call, in order: ``("revoked", {...})`` or ``("assigned", {...})``."""
+
     def close(self) -> None: ...
 
 
@@ -58,30 +62,81 @@ def batch_from_records(records: Sequence[Any]) -> RawBatch:
     )
 
 
+class RebalanceRecorder:
+    """Records partition moves for the service's loop to act on.
+
+    kafka-python 3 runs rebalance callbacks on its IO loop, the one that sends
+    heartbeats: a listener that blocks there (restoring state, committing) can
+    get the member evicted.  So this one only queues what happened; the loop
+    restores and forgets right after ``poll`` returns, before it processes any
+    record.  ``on_revoked`` is also told at once, so the old owner can stop
+    exporting the partition's models without waiting for the loop.
+    """
+
+    def __init__(self, on_revoked: Callable[[set[int]], None] | None = None) -> None:
+        from kafka import ConsumerRebalanceListener
+
+        recorder = self
+
+        class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+            def on_partitions_revoked(self, revoked: Any) -> None:
+                parts = {tp.partition for tp in revoked}
+                recorder.events.put(("revoked", parts))
+                if recorder._on_revoked is not None and parts:
+                    recorder._on_revoked(parts)
+
+            def on_partitions_assigned(self, assigned: Any) -> None:
+                recorder.events.put(("assigned", {tp.partition for tp in assigned}))
+
+        self.events: queue.SimpleQueue[tuple[str, set[int]]] = queue.SimpleQueue()
+        self._on_revoked = on_revoked
+        self.listener = _Listener()
+
+    def drain(self) -> list[tuple[str, set[int]]]:
+        drained = []
+        while not self.events.empty():
+            drained.append(self.events.get_nowait())
+        return drained
+
+
 class KafkaEventSource:
     """A consumer-group member reading prediction events; offsets are committed only on ``commit``."""
 
-    def __init__(self, consumer: Any, max_records: int) -> None:
+    def __init__(self, consumer: Any, max_records: int, recorder: RebalanceRecorder | None = None) -> None:
         self._consumer = consumer
         self._max_records = max_records
+        self._recorder = recorder
         self.assigned_partitions = 0
         """Partitions assigned after the last poll (read by ``/readyz`` from another thread)."""
 
     @classmethod
     def connect(
-        cls, topic: str, group: str, max_records: int, kafka: Mapping[str, Any]
+        cls,
+        topic: str,
+        group: str,
+        max_records: int,
+        kafka: Mapping[str, Any],
+        recorder: RebalanceRecorder | None = None,
+        session_timeout_ms: int | None = None,
     ) -> KafkaEventSource:
         from kafka import KafkaConsumer
 
+        extra: dict[str, Any] = {}
+        if session_timeout_ms is not None:
+            extra = {"session_timeout_ms": session_timeout_ms, "heartbeat_interval_ms": max(500, session_timeout_ms // 4)}
         consumer = KafkaConsumer(
-            topic,
             group_id=group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=max_records,
+            **extra,
             **kafka,
         )
-        return cls(consumer, max_records)
+        consumer.subscribe([topic], listener=recorder.listener if recorder is not None else None)
+        return cls(consumer, max_records, recorder)
+
+    def rebalances(self) -> list[tuple[str, set[int]]]:
+        return self._recorder.drain() if self._recorder is not None else []
 
     def poll(self, timeout_s: float) -> RawBatch | None:
         polled = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=self._max_records)

@@ -98,6 +98,10 @@ class Monitor:
     def is_tracked(self, model: str) -> bool:
         return model in self._trackers
 
+    def tracked(self, model: str) -> ModelTracker | None:
+        """The model's tracker if it is tracked (never creates one)."""
+        return self._trackers.get(model)
+
     def snapshot(self) -> dict[str, ModelSnapshot]:
         """Every model's state, by model id.
 

@@ -109,6 +109,20 @@ class EventBatch:
     def __len__(self) -> int:
         return int(self.model_codes.shape[0])
 
+    def select(self, keep: npt.NDArray[np.bool_]) -> EventBatch:
+        """The events where ``keep`` is true (model codes keep their meaning)."""
+        return EventBatch(
+            models=self.models,
+            model_codes=self.model_codes[keep],
+            labeled=self.labeled[keep],
+            correct=self.correct[keep],
+            event_time=self.event_time[keep],
+            source_index=self.source_index[keep],
+            predictions=None if self.predictions is None else self.predictions[keep],
+            labels=None if self.labels is None else self.labels[keep],
+            score=None if self.score is None else self.score[keep],
+        )
+
     @classmethod
     def empty(cls) -> EventBatch:
         return cls(

@@ -76,6 +76,9 @@ class GeneratedSource:
     def lag(self) -> dict[tuple[str, int], int]:
         return {("predictions", 0): self.total - self.sent}
 
+    def rebalances(self) -> list[tuple[str, set[int]]]:
+        return []
+
     def close(self) -> None:
         pass
 

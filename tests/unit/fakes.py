@@ -44,6 +44,9 @@ class MemorySource:
     def lag(self) -> dict[tuple[str, int], int]:
         return {("predictions", 0): sum(len(b) for b in self._batches)}
 
+    def rebalances(self) -> list[tuple[str, set[int]]]:
+        return []
+
     def close(self) -> None:
         pass
 

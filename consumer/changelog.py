@@ -1,0 +1,149 @@
+"""Model state that moves with its partition: a compacted changelog topic, as Kafka Streams keeps one.
+
+After each batch the service writes the state of every model the batch
+touched (``monitor.state.dump``) to the changelog, keyed by model id, in the
+same partition number as the model's input partition, with the input offset
+of the last event the state includes; it flushes before committing offsets.
+When a partition is assigned, the new owner reads that changelog partition
+to its end (compaction keeps it to about one record per model) and restores
+each model before processing a single new event; events at or below a model's
+included offset are skipped, so a batch whose state was written just before
+a crash is not counted twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+log = logging.getLogger(__name__)
+
+OFFSET_HEADER: Final = "decaywatch.offset"
+STATE_TOPIC_CONFIG: Final = {
+    "cleanup.policy": "compact",
+    "segment.ms": "60000",  # roll segments often, so the cleaner can compact them soon
+    "min.cleanable.dirty.ratio": "0.1",
+    "max.message.bytes": str(8 * 1024 * 1024),  # a full default model is ~150 KB; leave room for large windows
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """One model's latest state as stored: its input partition, the last input offset it includes, the bytes."""
+
+    partition: int
+    offset: int
+    state: bytes
+
+
+class StateStore(Protocol):
+    def write(self, model: str, partition: int, offset: int, state: bytes) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def read(self, partitions: Iterable[int]) -> dict[str, Checkpoint]: ...
+
+
+class MemoryStateStore:
+    """The changelog in memory (unit tests, and ``--no-state``-style runs that still want the service's shape)."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, Checkpoint] = {}
+
+    def write(self, model: str, partition: int, offset: int, state: bytes) -> None:
+        self.records[model] = Checkpoint(partition, offset, state)
+
+    def flush(self) -> None:
+        pass
+
+    def read(self, partitions: Iterable[int]) -> dict[str, Checkpoint]:
+        wanted = set(partitions)
+        return {model: c for model, c in self.records.items() if c.partition in wanted}
+
+
+class KafkaStateStore:
+    """The changelog on a compacted Kafka topic with as many partitions as the input topic."""
+
+    def __init__(self, sender: Any, topic: str, kafka: Mapping[str, Any], flush_timeout_s: float = 60.0) -> None:
+        self._sender = sender
+        self.topic = topic
+        self._kafka = dict(kafka)
+        self._flush_timeout_s = flush_timeout_s
+
+    @staticmethod
+    def ensure_topic(kafka: Mapping[str, Any], input_topic: str, state_topic: str) -> int:
+        """Create the changelog (compacted, one partition per input partition) if it is missing; returns its partitions."""
+        from kafka import KafkaConsumer
+        from kafka.admin import KafkaAdminClient
+        from kafka.errors import TopicAlreadyExistsError
+
+        probe = KafkaConsumer(**kafka)
+        try:
+            deadline = time.monotonic() + 30.0
+            partitions = probe.partitions_for_topic(input_topic)
+            while not partitions and time.monotonic() < deadline:
+                probe.topics()  # refresh metadata
+                partitions = probe.partitions_for_topic(input_topic)
+            if not partitions:
+                raise RuntimeError(f"input topic {input_topic!r} does not exist: create it before starting the monitor")
+            count = len(partitions)
+        finally:
+            probe.close()
+        admin = KafkaAdminClient(**kafka)
+        try:
+            admin.create_topics(
+                {state_topic: {"num_partitions": count, "replication_factor": -1, "configs": STATE_TOPIC_CONFIG}},
+                wait_for_metadata=True,
+            )
+            log.info("created state changelog %s with %d partitions", state_topic, count)
+        except TopicAlreadyExistsError:
+            pass
+        finally:
+            admin.close()
+        return count
+
+    def write(self, model: str, partition: int, offset: int, state: bytes) -> None:
+        self._sender.send(
+            self.topic, key=model.encode(), value=state, partition=partition, headers=[(OFFSET_HEADER, str(offset).encode())]
+        )
+
+    def flush(self) -> None:
+        self._sender.flush(timeout=self._flush_timeout_s)
+
+    def read(self, partitions: Iterable[int], timeout_s: float = 120.0) -> dict[str, Checkpoint]:
+        """Every model's latest checkpoint in these changelog partitions (read to their current end)."""
+        from kafka import KafkaConsumer, TopicPartition
+
+        wanted = [TopicPartition(self.topic, p) for p in sorted(set(partitions))]
+        if not wanted:
+            return {}
+        consumer = KafkaConsumer(
+            group_id=None, enable_auto_commit=False, max_partition_fetch_bytes=16 * 1024 * 1024, **self._kafka
+        )
+        latest: dict[str, Checkpoint] = {}
+        try:
+            consumer.assign(wanted)
+            consumer.seek_to_beginning(*wanted)
+            end = consumer.end_offsets(wanted)
+            remaining = {tp for tp in wanted if end[tp] > 0}
+            deadline = time.monotonic() + timeout_s
+            while remaining:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"state changelog {self.topic} not read to its end within {timeout_s:.0f} s")
+                for tp, records in consumer.poll(timeout_ms=500, max_records=10_000).items():
+                    for record in records:
+                        if record.offset >= end[tp]:
+                            continue
+                        model = record.key.decode()
+                        if record.value is None:
+                            latest.pop(model, None)  # a tombstone: the model was forgotten
+                            continue
+                        offset = int(dict(record.headers)[OFFSET_HEADER])
+                        latest[model] = Checkpoint(tp.partition, offset, record.value)
+                remaining = {tp for tp in remaining if consumer.position(tp) < end[tp]}
+        finally:
+            consumer.close(autocommit=False)
+        return latest

@@ -1,0 +1,193 @@
+"""Scale-out on the real broker: model state moves with its partition.
+
+Three ``decaywatch monitor`` processes share one consumer group over six
+partitions and twenty models.  One is killed with SIGKILL, then a new one is
+added.  After each move, every model is exported by exactly one process, and
+its gauges and counters equal a single uninterrupted monitor's over the same
+events (the reference: the core run in-process over each model's events in
+order).  Alert events are at least once: deduplicated by ``alert_id``, they
+equal the reference's transitions.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+from kafka import KafkaConsumer
+from prometheus_client.parser import text_string_to_metric_families
+
+from monitor.config import ModelPolicy, MonitorConfig
+from monitor.engine import Monitor
+from monitor.schema import validate
+from producer.publisher import make_kafka_producer, publish
+from tests.helpers import unique_name, wait_until
+
+MODELS = [f"model-{i:02d}" for i in range(20)]
+POLICY = ModelPolicy(baseline=0.85, windows=(500, 2000))
+COMPARED = (
+    "decaywatch_events_total",
+    "decaywatch_labeled_events_total",
+    "decaywatch_correct_predictions_total",
+    "decaywatch_accuracy_ratio",
+    "decaywatch_window_labeled_events",
+    "decaywatch_degraded",
+    "decaywatch_rule_evidence",
+)
+
+
+def events_for(phase: int, per_model: int) -> dict[str, list[bytes]]:
+    """Each model's next events; half the models fall to 0.6 accuracy in phase 1, and recover in phase 2."""
+    rng = np.random.default_rng(100 + phase)
+    out = {}
+    for i, model in enumerate(MODELS):
+        accuracy = 0.6 if i % 2 and phase == 1 else 0.88
+        ok = rng.random(per_model) < accuracy
+        start = phase * per_model
+        out[model] = [
+            orjson.dumps({"model": model, "prediction": 1, "label": int(o), "ts": 1704067200.0 + 60.0 * (start + j)})
+            for j, o in enumerate(ok.tolist())
+        ]
+    return out
+
+
+def produce(bootstrap: str, topic: str, batch: dict[str, list[bytes]]) -> None:
+    records = [(model.encode(), value) for j in range(max(map(len, batch.values()))) for model, values in batch.items() if j < len(values) for value in [values[j]]]
+    producer = make_kafka_producer(bootstrap)
+    try:
+        assert publish(records, producer, topic).ok
+    finally:
+        producer.close(timeout=10)
+
+
+class Reference:
+    """A single uninterrupted monitor over the same events (each model's events in its own order)."""
+
+    def __init__(self) -> None:
+        self.monitor = Monitor(MonitorConfig(POLICY))
+        self.transitions: set[tuple[str, str]] = set()
+
+    def feed(self, batch: dict[str, list[bytes]]) -> None:
+        for values in batch.values():
+            objects = [orjson.loads(v) for v in values]
+            validated, rejected = validate(objects, np.zeros(len(objects)))
+            assert not rejected
+            self.transitions |= {(t.alert_id, t.status) for t in self.monitor.process(validated)}
+
+    def samples(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        from consumer.metrics import ServiceMetrics
+
+        metrics = ServiceMetrics()
+        metrics.models.publish(self.monitor.snapshot(), {}, {})
+        return _samples(metrics.registry.collect())
+
+
+def _samples(families: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in families
+        for s in family.samples
+        if s.name in COMPARED and "model" in s.labels
+    }
+
+
+class MonitorProcess:
+    def __init__(self, bootstrap: str, topic: str, group: str, log: Path) -> None:
+        command = [
+            sys.executable, "-m", "decaywatch", "monitor", "--bootstrap-servers", bootstrap, "--topic", topic,
+            "--group", group, "--alerts-topic", f"{topic}-alerts", "--dead-letter-topic", f"{topic}-dlq",
+            "--metrics-port", "0", "--metrics-addr", "127.0.0.1", "--batch-size", "500", "--session-timeout-ms", "6000",
+            "--baseline", "0.85", "--windows", "500,2000",
+        ]  # fmt: skip
+        self.log = log
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=open(log, "w"), text=True, env={**os.environ})
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        match = re.search(r"metrics at (http://\S+)", line)
+        assert match, f"no URL from the monitor: {line!r}\n{log.read_text()}"
+        self.url = match.group(1)
+
+    def samples(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        text = urllib.request.urlopen(self.url, timeout=5).read().decode()
+        return _samples(text_string_to_metric_families(text))
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(timeout=60)
+
+
+def exported(monitors: list[MonitorProcess]) -> tuple[dict[str, int], dict[Any, float]]:
+    """How many processes export each model, and the union of their samples."""
+    owners: dict[str, int] = defaultdict(int)
+    union: dict[Any, float] = {}
+    for monitor in monitors:
+        samples = monitor.samples()
+        for model in {dict(labels)["model"] for _, labels in samples}:
+            owners[model] += 1
+        union.update(samples)
+    return owners, union
+
+
+def settled(monitors: list[MonitorProcess], reference: Reference) -> bool:
+    owners, union = exported(monitors)
+    return all(owners.get(m) == 1 for m in MODELS) and union == reference.samples()
+
+
+def describe(monitors: list[MonitorProcess], reference: Reference) -> str:
+    owners, union = exported(monitors)
+    expected = reference.samples()
+    wrong = sorted(k for k in expected if union.get(k) != expected[k])[:5]
+    return f"owners {dict(owners)}; first differences {[(k, union.get(k), expected[k]) for k in wrong]}"
+
+
+@pytest.mark.timeout(600)
+def test_state_moves_with_partitions_through_a_kill_and_a_new_member(kafka_bootstrap: str, topic_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    topic = topic_factory(partitions=6)
+    group = unique_name("scale")
+    reference = Reference()
+    monitors = [MonitorProcess(kafka_bootstrap, topic, group, tmp_path / f"monitor-{i}.log") for i in range(3)]
+    try:
+        for phase, per_model in ((0, 1500), (1, 1000), (2, 1000)):
+            if phase == 1:
+                monitors[0].stop(signal.SIGKILL)  # a crash: no clean shutdown, no final commit
+                monitors = monitors[1:]
+            if phase == 2:
+                monitors.append(MonitorProcess(kafka_bootstrap, topic, group, tmp_path / "monitor-new.log"))
+            batch = events_for(phase, per_model)
+            produce(kafka_bootstrap, topic, batch)
+            reference.feed(batch)
+            wait_until(
+                lambda: settled(monitors, reference),
+                timeout=120,
+                interval=1.0,
+                message=f"phase {phase}: every model exported once, equal to the reference",
+            )
+    except AssertionError as error:
+        raise AssertionError(f"{error}: {describe(monitors, reference)}") from None
+    finally:
+        for monitor in monitors:
+            monitor.stop()
+
+    consumer = KafkaConsumer(f"{topic}-alerts", bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest", group_id=None)
+    seen: set[tuple[str, str]] = set()
+    try:
+        def all_alerts() -> bool:
+            for records in consumer.poll(timeout_ms=500).values():
+                seen.update((orjson.loads(r.value)["alert_id"], orjson.loads(r.value)["status"]) for r in records)
+            return seen >= reference.transitions
+
+        wait_until(all_alerts, timeout=30, message="every reference alert on the alerts topic")
+    finally:
+        consumer.close()
+    assert reference.transitions and seen == reference.transitions
