@@ -78,6 +78,12 @@ def add_service_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str
         default=_env(env, "--state-topic", ""),
         help="compacted changelog that carries model state when partitions move (default GROUP-state)",
     )
+    group.add_argument(
+        "--checkpoint-interval",
+        type=float,
+        default=float(_env(env, "--checkpoint-interval", "5")),
+        help="seconds between state checkpoints, each followed by the offset commit (default 5)",
+    )
     group.add_argument("--no-state", action="store_true", help="keep no state changelog: a moved partition's models start afresh")
     group.add_argument(
         "--session-timeout-ms",
@@ -166,6 +172,7 @@ def settings_from_args(args: argparse.Namespace) -> MonitorSettings:
         tls=_tls(args),
         state_topic=None if args.no_state else args.state_topic,
         session_timeout_ms=args.session_timeout_ms,
+        checkpoint_interval_s=args.checkpoint_interval,
     )
 
 

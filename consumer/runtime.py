@@ -49,6 +49,8 @@ class MonitorSettings:
     """Compacted changelog of model state ("" = GROUP-state; None = keep no state: a moved partition starts afresh)."""
     session_timeout_ms: int | None = None
     """How soon the group notices a dead member (kafka-python's default, 45 s, when None)."""
+    checkpoint_interval_s: float = 5.0
+    """How often model state is checkpointed and offsets committed (with a state topic)."""
 
 
 class MonitorRuntime:
@@ -85,6 +87,7 @@ class MonitorRuntime:
                 metrics=self.metrics,
                 clock=time.time,
                 state_store=None if state_topic is None else KafkaStateStore(producer, state_topic, settings.kafka),
+                checkpoint_interval_s=settings.checkpoint_interval_s,
             )
             endpoints = HttpEndpoints(self.metrics.registry, self._readiness, self._models)
             self.http = HttpServer(endpoints, settings.metrics_addr, settings.metrics_port, settings.tls).start()

@@ -68,6 +68,7 @@ class MonitorService:
         clock: Clock,
         on_alert: Callable[[dict[str, object]], None] | None = None,
         state_store: StateStore | None = None,
+        checkpoint_interval_s: float = 5.0,
     ) -> None:
         self.source = source
         self.monitor = monitor
@@ -77,6 +78,10 @@ class MonitorService:
         self.clock = clock
         self.on_alert = on_alert
         self.state_store = state_store
+        self.checkpoint_interval_s = checkpoint_interval_s
+        self._last_checkpoint = float("-inf")
+        self._pending: dict[str, tuple[int, int]] = {}  # models touched since the last checkpoint
+        self._last_offset: dict[str, int] = {}
         self.totals = ServiceTotals()
         self._partition_of: dict[str, int] = {}
         self._skip_through: dict[str, int] = {}  # model -> last input offset its restored state includes
@@ -97,7 +102,10 @@ class MonitorService:
         started = self.clock()
         result = self._evaluate(raw)
         self._publish(raw, result)
-        self.source.commit()
+        if self.state_store is None:
+            self.source.commit()
+        elif started - self._last_checkpoint >= self.checkpoint_interval_s:
+            self.checkpoint()
         finished = self.clock()
         self.metrics.batches.inc()
         self.metrics.batch_duration.observe(max(0.0, finished - started))
@@ -108,6 +116,8 @@ class MonitorService:
         """Step until ``stop`` is set; the batch in hand is finished and committed first."""
         while not stop.is_set():
             self.step(timeout_s)
+        if self.state_store is not None:
+            self.checkpoint()
 
     def snapshot(self) -> Mapping[str, ModelSnapshot]:
         return self.monitor.snapshot()
@@ -133,6 +143,12 @@ class MonitorService:
             else:
                 gone = self._revoked - partitions
                 arrived = partitions - self._owned
+                kept = partitions & self._owned & self._revoked
+                # A partition given back to us resumes from its committed offset, behind what we hold:
+                # skip what our state already includes.
+                for model, p in self._partition_of.items():
+                    if p in kept and model in self._last_offset:
+                        self._skip_through[model] = self._last_offset[model]
                 self._forget_partitions(gone)
                 self._owned = set(partitions)
                 self._revoked = set()
@@ -145,6 +161,8 @@ class MonitorService:
             self.monitor.forget(model)
             del self._partition_of[model]
             self._skip_through.pop(model, None)
+            self._last_offset.pop(model, None)
+            self._pending.pop(model, None)
             self._processed_at.pop(model, None)
             for status in ("firing", "resolved"):
                 self.totals.alerts.pop((model, status), None)
@@ -200,6 +218,7 @@ class MonitorService:
             last = int(offsets[rows].max())
             self._touched[model] = (int(partitions[rows][0]), last)
             self._partition_of[model] = self._touched[model][0]
+            self._last_offset[model] = last
             through = self._skip_through.get(model)
             if through is not None:
                 keep &= ~(rows & (offsets <= through))
@@ -207,15 +226,22 @@ class MonitorService:
                     del self._skip_through[model]
         return batch if keep.all() else batch.select(keep)
 
-    def _checkpoint(self) -> None:
-        """Write the state of every model this batch touched, then flush: before the offsets are committed."""
-        if self.state_store is None or not self._touched:
-            return
-        for model, (partition, offset) in self._touched.items():
+    def checkpoint(self) -> None:
+        """Write the state of every model touched since the last checkpoint, flush it, then commit offsets.
+
+        State and committed offsets move together, every ``checkpoint_interval_s``
+        (and on a clean stop): a new owner restores the state and resumes at the
+        matching offset, so the changelog grows with time, not with traffic.
+        """
+        assert self.state_store is not None
+        for model, (partition, offset) in self._pending.items():
             tracker = self.monitor.tracked(model)
             if tracker is not None:
                 self.state_store.write(model, partition, offset, state.dump(tracker))
         self.state_store.flush()
+        self.source.commit()
+        self._pending = {}
+        self._last_checkpoint = self.clock()
 
     def _account_untracked(self, now: float) -> None:
         untracked = self.monitor.untracked_events - self._untracked_seen
@@ -268,7 +294,7 @@ class MonitorService:
                 self.on_alert(event)
         self.dead_letters.flush()
         self.alerts.flush()
-        self._checkpoint()
+        self._pending.update(self._touched)
         self.totals.messages += result.messages
         self.totals.valid += result.valid
         self.totals.rejected += len(result.rejections)

@@ -1,0 +1,180 @@
+"""The service's side of moving partitions, with an in-memory changelog: checkpoint, restore, skip, commit."""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+
+from consumer.changelog import MemoryStateStore
+from consumer.metrics import ServiceMetrics
+from consumer.service import MonitorService
+from consumer.source import RawBatch
+from monitor.config import ModelPolicy, MonitorConfig
+from monitor.engine import Monitor
+from tests.unit.fakes import MemoryAlertSink, MemoryDeadLetters
+
+POLICY = ModelPolicy(baseline=0.85, windows=(50, 200), min_samples=20)
+
+
+class ScriptedSource:
+    """A partitioned topic in memory: one log per partition, positions, commits, and scripted rebalances."""
+
+    def __init__(self, logs: dict[int, list[bytes]]) -> None:
+        self.logs = logs
+        self.committed = {p: 0 for p in logs}
+        self.position = dict(self.committed)
+        self.assigned: set[int] = set()
+        self.events: list[tuple[str, set[int]]] = []
+
+    def assign(self, partitions: set[int]) -> None:
+        """A rebalance: positions of (re)assigned partitions restart at their committed offsets, as in Kafka."""
+        self.events += [("revoked", set(self.assigned)), ("assigned", set(partitions))]
+        self.assigned = set(partitions)
+        for p in partitions:
+            self.position[p] = self.committed[p]
+
+    def poll(self, timeout_s: float) -> RawBatch | None:
+        values, partitions, offsets = [], [], []
+        for p in sorted(self.assigned):
+            start = self.position[p]
+            chunk = self.logs[p][start : start + 30]
+            values += chunk
+            partitions += [p] * len(chunk)
+            offsets += list(range(start, start + len(chunk)))
+            self.position[p] = start + len(chunk)
+        if not values:
+            return None
+        n = len(values)
+        return RawBatch(values, [None] * n, np.full(n, 1.0), ["t"] * n, partitions, offsets)
+
+    def commit(self) -> None:
+        for p in self.assigned:
+            self.committed[p] = self.position[p]
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        return {}
+
+    def rebalances(self) -> list[tuple[str, set[int]]]:
+        events, self.events = self.events, []
+        return events
+
+    def close(self) -> None:
+        pass
+
+
+class Clock:
+    """Stands still within a step; ``drain`` moves it one second per step."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def logs() -> dict[int, list[bytes]]:
+    rng = np.random.default_rng(3)
+    out: dict[int, list[bytes]] = {0: [], 1: []}
+    for i in range(600):
+        model = f"m{i % 4}"
+        accuracy = 0.5 if model == "m1" and i > 300 else 0.9
+        out[i % 4 % 2].append(orjson.dumps({"model": model, "prediction": 1, "label": int(rng.random() < accuracy), "ts": float(i)}))
+    return out
+
+
+def service(source: ScriptedSource, store: MemoryStateStore, interval: float) -> MonitorService:
+    journal: list[str] = []
+    return MonitorService(
+        source, Monitor(MonitorConfig(POLICY)), MemoryAlertSink(journal), MemoryDeadLetters(journal), ServiceMetrics(),
+        Clock(), state_store=store, checkpoint_interval_s=interval,
+    )  # fmt: skip
+
+
+def drain(svc: MonitorService, steps: int | None = None) -> None:
+    done = 0
+    while steps is None or done < steps:
+        svc.clock.now += 1.0  # type: ignore[attr-defined]
+        if svc.step() is None:
+            break
+        done += 1
+
+
+def reference() -> dict[str, object]:
+    source = ScriptedSource(logs())
+    source.assign({0, 1})
+    svc = service(source, MemoryStateStore(), interval=0.0)
+    drain(svc)
+    return dict(svc.snapshot())
+
+
+def test_offsets_are_committed_only_with_a_checkpoint() -> None:
+    source = ScriptedSource(logs())
+    source.assign({0, 1})
+    store = MemoryStateStore()
+    svc = service(source, store, interval=3.5)  # a checkpoint every four steps, the first at once
+    drain(svc, steps=1)
+    assert source.committed == {0: 30, 1: 30} and set(store.records) == {"m0", "m1", "m2", "m3"}
+    drain(svc, steps=3)
+    assert source.committed == {0: 30, 1: 30} and source.position == {0: 120, 1: 120}  # processed, not committed
+    assert store.records["m0"].offset == 28  # m0 is every other record of partition 0
+    drain(svc, steps=1)
+    assert source.committed == {0: 150, 1: 150} and store.records["m0"].offset == 148
+
+
+def test_a_crash_resumes_exactly_from_the_last_checkpoint() -> None:
+    source = ScriptedSource(logs())
+    source.assign({0, 1})
+    store = MemoryStateStore()
+    first = service(source, store, interval=3.5)
+    drain(first, steps=7)  # then "SIGKILL": no final checkpoint, and some batches were never committed
+    assert source.committed != source.position
+    source.assign({0, 1})  # a new member gets both partitions
+    second = service(source, store, interval=3.5)
+    drain(second)
+    assert dict(second.snapshot()) == reference()
+
+
+def test_state_written_just_before_a_crash_is_not_counted_twice() -> None:
+    source = ScriptedSource(logs())
+    source.assign({0, 1})
+    store = MemoryStateStore()
+    first = service(source, store, interval=1e9)
+    drain(first, steps=4)
+    first.checkpoint()
+    source.committed = {0: 30, 1: 30}  # the crash came between the state flush and the offset commit
+    source.assign({0, 1})
+    second = service(source, store, interval=1e9)
+    drain(second)
+    assert dict(second.snapshot()) == reference()
+
+
+def test_a_partition_moves_to_another_member_and_back() -> None:
+    source = ScriptedSource(logs())
+    source.assign({0, 1})
+    store = MemoryStateStore()
+    a = service(source, store, interval=3.5)
+    drain(a, steps=3)
+    a.checkpoint()
+    source.assign({0})  # partition 1 leaves a ...
+    drain(a, steps=1)
+    assert set(a.snapshot()) == {"m0", "m2"}  # ... and its models stop being exported there at once
+    b_source = ScriptedSource(source.logs)
+    b_source.committed = source.committed
+    b_source.assign({1})
+    b = service(b_source, store, interval=3.5)
+    drain(b)
+    b.checkpoint()
+    drain(a)
+    a.checkpoint()
+    merged = {**dict(a.snapshot()), **dict(b.snapshot())}
+    assert merged == reference()
+
+
+def test_a_partition_given_back_to_its_owner_skips_what_its_state_holds() -> None:
+    source = ScriptedSource(logs())
+    source.assign({0, 1})
+    svc = service(source, MemoryStateStore(), interval=1e9)
+    drain(svc, steps=6)  # nothing committed since the first checkpoint
+    source.assign({0, 1})  # an eager rebalance hands everything back: positions fall back to the commit
+    drain(svc)
+    assert dict(svc.snapshot()) == reference()
