@@ -100,6 +100,8 @@ class MonitorRuntime:
         assigned = self.source.assigned_partitions
         if not assigned:
             return False, "not ready: no partitions assigned yet (connecting to Kafka or joining the group)"
+        if not self.source.coordinator_known:
+            return False, "not ready: the group coordinator is unreachable (is Kafka down?)"
         return True, f"ready: {assigned} partition(s) assigned"
 
     def _models(self) -> dict[str, Any]:

@@ -108,6 +108,8 @@ class KafkaEventSource:
         self._recorder = recorder
         self.assigned_partitions = 0
         """Partitions assigned after the last poll (read by ``/readyz`` from another thread)."""
+        self.coordinator_known = False
+        """Whether the group coordinator was reachable at the last poll (False while Kafka is down)."""
 
     @classmethod
     def connect(
@@ -138,9 +140,20 @@ class KafkaEventSource:
     def rebalances(self) -> list[tuple[str, set[int]]]:
         return self._recorder.drain() if self._recorder is not None else []
 
+    def _coordinator_known(self) -> bool:
+        """kafka-python keeps its assignment while the broker is gone; its coordinator link tells the outage."""
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        if coordinator is None:
+            return True
+        try:
+            return not coordinator.coordinator_unknown()
+        except Exception:  # a private API: if it changes, readiness falls back to the assignment alone
+            return True
+
     def poll(self, timeout_s: float) -> RawBatch | None:
         polled = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=self._max_records)
         self.assigned_partitions = len(self._consumer.assignment())
+        self.coordinator_known = self._coordinator_known()
         if not polled:
             return None
         records = [record for partition_records in polled.values() for record in partition_records]
