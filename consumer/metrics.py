@@ -196,6 +196,11 @@ class ServiceMetrics:
         self.restored_models = Counter(
             "decaywatch_restored_models", "Models restored from the state changelog after partitions moved here.", registry=self.registry
         )
+        self.undelivered_batches = Counter(
+            "decaywatch_undelivered_batches",
+            "Batches whose alerts or dead letters Kafka had not acknowledged by the end of the batch (retried; no commit meanwhile).",
+            registry=self.registry,
+        )
         self.untracked_events = Counter(
             "decaywatch_untracked_events",
             "Valid events of models beyond the cap on tracked models ([limits] max_models): counted, not tracked.",
@@ -254,3 +259,26 @@ class DeliveryCollector(Collector):
             counter = CounterMetricFamily(name, text)
             counter.add_metric([], getattr(sink, attribute))
             yield counter
+
+
+class OutputCollector(Collector):
+    """Pending and failed sends of the Kafka outputs (alerts, dead letters, state), read at scrape time."""
+
+    def __init__(self, outputs: dict[str, object]) -> None:
+        self._outputs = outputs
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        pending = GaugeMetricFamily(
+            "decaywatch_output_pending_messages", "Messages sent to Kafka and not yet acknowledged, by output.", labels=["output"]
+        )
+        failed = CounterMetricFamily(
+            "decaywatch_output_failed_sends", "Sends to Kafka that failed and were sent again, by output.", labels=["output"]
+        )
+        for name, sink in self._outputs.items():
+            pending.add_metric([name], getattr(sink, "pending"))
+            failed.add_metric([name], getattr(sink, "failed_sends"))
+        yield pending
+        yield failed

@@ -17,7 +17,7 @@ from consumer.endpoints import HttpEndpoints, HttpServer, TlsSettings
 from consumer.metrics import ServiceMetrics
 from consumer.service import MonitorService
 from consumer.alertmanager import AlertmanagerSink
-from consumer.metrics import DeliveryCollector
+from consumer.metrics import DeliveryCollector, OutputCollector
 from consumer.sinks import AlertFanOut, AlertSink, KafkaAlertSink, KafkaDeadLetterSink
 from consumer.changelog import KafkaStateStore
 from consumer.source import KafkaEventSource, RebalanceRecorder
@@ -73,7 +73,10 @@ class MonitorRuntime:
             producer = KafkaProducer(linger_ms=5, max_request_size=8 * 1024 * 1024, **settings.kafka)
             self._closers.append(lambda: producer.close(timeout=10))
             self.metrics = ServiceMetrics()
-            alerts: AlertSink = KafkaAlertSink(producer, settings.alerts_topic)
+            kafka_alerts = KafkaAlertSink(producer, settings.alerts_topic)
+            dead_letters = KafkaDeadLetterSink(producer, settings.dead_letter_topic)
+            self.metrics.registry.register(OutputCollector({"alerts": kafka_alerts, "dead_letters": dead_letters}))
+            alerts: AlertSink = kafka_alerts
             if settings.alertmanager_urls:
                 pusher = AlertmanagerSink(settings.alertmanager_urls).start()
                 self._closers.append(lambda: pusher.close(timeout=5.0))
@@ -83,7 +86,7 @@ class MonitorRuntime:
                 source=self.source,
                 monitor=Monitor(settings.config),
                 alerts=alerts,
-                dead_letters=KafkaDeadLetterSink(producer, settings.dead_letter_topic),
+                dead_letters=dead_letters,
                 metrics=self.metrics,
                 clock=time.time,
                 state_store=None if state_topic is None else KafkaStateStore(producer, state_topic, settings.kafka),

@@ -92,6 +92,7 @@ class MonitorService:
         self._untracked_seen = 0
         self._last_expiry = float("-inf")
         self._last_overflow_warning = float("-inf")
+        self._last_undelivered_warning = float("-inf")
 
     def step(self, timeout_s: float = 0.5) -> StepResult | None:
         """Handle one batch end to end; ``None`` when the poll returned nothing."""
@@ -101,8 +102,10 @@ class MonitorService:
             return None
         started = self.clock()
         result = self._evaluate(raw)
-        self._publish(raw, result)
-        if self.state_store is None:
+        delivered = self._publish(raw, result)
+        if not delivered:
+            self._note_undelivered(started)
+        elif self.state_store is None:
             self.source.commit()
         elif started - self._last_checkpoint >= self.checkpoint_interval_s:
             self.checkpoint()
@@ -274,7 +277,14 @@ class MonitorService:
                     self.totals.alerts.pop((model, status), None)
                 log.info("forgot model %r: no event for %.0f s", model[:64], now - seen)
 
-    def _publish(self, raw: RawBatch, result: StepResult) -> None:
+    def _note_undelivered(self, now: float) -> None:
+        """Alerts or dead letters are not all acknowledged: keep consuming, commit nothing until they are."""
+        self.metrics.undelivered_batches.inc()
+        if now - self._last_undelivered_warning >= 60.0:
+            self._last_undelivered_warning = now
+            log.warning("alerts or dead letters not yet acknowledged by Kafka: retrying; offsets are not committed meanwhile")
+
+    def _publish(self, raw: RawBatch, result: StepResult) -> bool:
         for rejection in result.rejections:
             i = rejection.index
             self.dead_letters.publish(raw.values[i], raw.keys[i], rejection, raw.topics[i], raw.partitions[i], raw.offsets[i])
@@ -292,8 +302,8 @@ class MonitorService:
             self.totals.alerts[(transition.model, transition.status)] += 1
             if self.on_alert is not None:
                 self.on_alert(event)
-        self.dead_letters.flush()
-        self.alerts.flush()
+        delivered = self.dead_letters.flush() is not False
+        delivered = self.alerts.flush() is not False and delivered
         self._pending.update(self._touched)
         self.totals.messages += result.messages
         self.totals.valid += result.valid
@@ -301,3 +311,4 @@ class MonitorService:
         self.totals.batches += 1
         self.metrics.models.publish(self.monitor.snapshot(), self.totals.alerts, self._processed_at)
         self.metrics.set_lag(self.source.lag())
+        return delivered

@@ -30,7 +30,8 @@ class Sender(Protocol):
 class AlertSink(Protocol):
     def publish(self, event: dict[str, Any]) -> None: ...
 
-    def flush(self) -> None: ...
+    def flush(self) -> bool | None:
+        """Deliver what was published; ``False`` when some of it is still pending (it will be retried)."""
 
 
 class DeadLetterSink(Protocol):
@@ -38,19 +39,59 @@ class DeadLetterSink(Protocol):
         self, value: bytes | None, key: bytes | None, rejection: Rejection, topic: str, partition: int, offset: int
     ) -> None: ...
 
-    def flush(self) -> None: ...
+    def flush(self) -> bool | None: ...
 
 
 class _TopicSink:
-    """Shared by the Kafka sinks: one topic, asynchronous sends, one bounded flush per batch."""
+    """Shared by the Kafka sinks: one topic, asynchronous sends, a bounded flush per batch, nothing dropped.
 
-    def __init__(self, sender: Sender, topic: str, flush_timeout_s: float = 30.0) -> None:
+    Every send is kept until Kafka acknowledges it; a send that failed (the
+    topic unavailable, the broker gone past the producer's own retries) is
+    sent again at the next flush.  ``flush`` never raises: it says whether
+    everything is delivered, and the service commits offsets only then, while
+    consumption goes on.  After a flush that left sends pending, the next one
+    waits only briefly, so an outage slows consumption little.
+    """
+
+    def __init__(self, sender: Sender, topic: str, flush_timeout_s: float = 10.0) -> None:
         self._sender = sender
         self._topic = topic
         self._flush_timeout_s = flush_timeout_s
+        self._in_flight: list[tuple[dict[str, Any], Any]] = []
+        self._behind = False
+        self.failed_sends = 0
+        """Sends that failed and were sent again (for the service's metrics)."""
 
-    def flush(self) -> None:
-        self._sender.flush(timeout=self._flush_timeout_s)
+    @property
+    def pending(self) -> int:
+        """Messages sent but not yet acknowledged."""
+        return len(self._in_flight)
+
+    def _send(self, **message: Any) -> None:
+        self._in_flight.append((message, self._sender.send(self._topic, **message)))
+
+    def flush(self) -> bool:
+        resent: list[tuple[dict[str, Any], Any]] = []
+        for message, future in self._in_flight:
+            if _failed(future):
+                self.failed_sends += 1
+                future = self._sender.send(self._topic, **message)
+            resent.append((message, future))
+        try:
+            self._sender.flush(timeout=0.1 if self._behind else self._flush_timeout_s)
+        except Exception as error:  # KafkaTimeoutError and kin: what is not delivered stays in flight
+            log.debug("flush of %s incomplete: %s", self._topic, error)
+        self._in_flight = [(message, future) for message, future in resent if not _delivered(future)]
+        self._behind = bool(self._in_flight)
+        return not self._in_flight
+
+
+def _failed(future: Any) -> bool:
+    return future is not None and getattr(future, "is_done", True) and getattr(future, "exception", None) is not None
+
+
+def _delivered(future: Any) -> bool:
+    return future is None or (getattr(future, "is_done", True) and getattr(future, "exception", None) is None)
 
 
 class KafkaAlertSink(_TopicSink):
@@ -59,7 +100,7 @@ class KafkaAlertSink(_TopicSink):
     def publish(self, event: dict[str, Any]) -> None:
         payload = dumps(event)
         log.warning("alert %s", payload.decode())
-        self._sender.send(self._topic, value=payload, key=event["model"].encode())
+        self._send(value=payload, key=event["model"].encode())
 
 
 class KafkaDeadLetterSink(_TopicSink):
@@ -75,7 +116,7 @@ class KafkaDeadLetterSink(_TopicSink):
             ("decaywatch.source.partition", str(partition).encode()),
             ("decaywatch.source.offset", str(offset).encode()),
         ]
-        self._sender.send(self._topic, value=value, key=key, headers=headers)
+        self._send(value=value, key=key, headers=headers)
 
 
 class AlertFanOut:
@@ -88,6 +129,5 @@ class AlertFanOut:
         for sink in self._sinks:
             sink.publish(event)
 
-    def flush(self) -> None:
-        for sink in self._sinks:
-            sink.flush()
+    def flush(self) -> bool:
+        return all([sink.flush() is not False for sink in self._sinks])
