@@ -98,3 +98,43 @@ def test_a_silent_tls_client_does_not_block_other_scrapes(certificate: tuple[str
     finally:
         silent.close()
         server.close()
+
+
+def test_stuck_scrapes_do_not_slow_consumption() -> None:
+    """Ten clients that send half a request and hang: the consumer's steps and a normal scrape go on."""
+    import socket
+    import time
+
+    import orjson
+
+    from consumer.metrics import ServiceMetrics
+    from consumer.service import MonitorService
+    from monitor.config import ModelPolicy, MonitorConfig
+    from monitor.engine import Monitor
+    from tests.unit.fakes import MemoryAlertSink, MemoryDeadLetters, MemorySource
+
+    batches = [[orjson.dumps({"model": f"m{i % 3}", "prediction": 1, "label": i % 2}) for i in range(2000)] for _ in range(20)]
+    journal: list[str] = []
+    metrics = ServiceMetrics()
+    service = MonitorService(
+        MemorySource(batches, journal), Monitor(MonitorConfig(ModelPolicy(baseline=0.85))),
+        MemoryAlertSink(journal), MemoryDeadLetters(journal), metrics, clock=time.monotonic,
+    )  # fmt: skip
+    server = HttpServer(HttpEndpoints(metrics.registry, lambda: (True, "ready"), dict), "127.0.0.1", 0).start()
+    stuck = []
+    try:
+        for _ in range(10):
+            client = socket.create_connection(("127.0.0.1", server.port))
+            client.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # no blank line: the request never ends
+            stuck.append(client)
+        started = time.monotonic()
+        while service.step() is not None:
+            pass
+        assert service.totals.messages == 40_000
+        assert time.monotonic() - started < 30  # generous: a blocked loop would hang here until the test's timeout
+        status, body = get(server.url())
+        assert status == 200 and b'decaywatch_events_total{model="m0"}' in body
+    finally:
+        for client in stuck:
+            client.close()
+        server.close()
