@@ -311,9 +311,17 @@ def scram_format_arguments(settings: BrokerSettings) -> list[str]:
     return arguments
 
 
-def new_cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes, base64url without padding (what ``kafka-storage random-uuid`` prints)."""
-    return base64.urlsafe_b64encode(secrets.token_bytes(16)).rstrip(b"=").decode("ascii")
+def new_cluster_id(token_bytes: Callable[[int], bytes] = secrets.token_bytes) -> str:
+    """A KRaft cluster id: 16 random bytes, base64url without padding (what ``kafka-storage random-uuid`` prints).
+
+    Like Kafka's own ``Uuid.randomUuid()``, an id starting with "-" is drawn
+    again: ``StorageTool`` would read ``--cluster-id -abc...`` as a missing
+    value followed by an option (1 start in 64 failed that way).
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(token_bytes(16)).rstrip(b"=").decode("ascii")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -319,3 +319,10 @@ def test_cli_start_on_a_taken_port_fails_cleanly(tmp_path: Path, capsys: pytest.
     err = capsys.readouterr().err
     assert code == 1
     assert err.count("\n") == 1 and f"127.0.0.1:{port} is not available" in err
+
+
+def test_cluster_ids_never_start_with_a_dash() -> None:
+    from deploy.kafka.runner import new_cluster_id
+
+    draws = iter([b"\xf8" + b"\x00" * 15, b"\x00" * 16])  # the first encodes to "-AAAA...", the second to "AAAA..."
+    assert new_cluster_id(lambda n: next(draws)) == "A" * 22
