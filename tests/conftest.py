@@ -20,8 +20,7 @@ from pathlib import Path
 import pytest
 from kafka.admin import KafkaAdminClient
 
-from deploy.kafka.runner import BrokerSettings, KafkaRunnerError, LocalKafka, ToolMissingError, free_ports
-from tests.helpers import skip_unless_ci, unique_name
+from tests.helpers import start_test_broker, unique_name
 
 log = logging.getLogger(__name__)
 
@@ -53,20 +52,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if external:
         yield external
         return
-    port, controller_port = free_ports(2)
-    settings = BrokerSettings(
-        data_dir=tmp_path_factory.mktemp("kafka-broker"),
-        cache_dir=BrokerSettings.from_environment().cache_dir,
-        port=port,
-        controller_port=controller_port,
-    )
-    kafka = LocalKafka(settings)
-    try:
-        info = kafka.start(timeout=120)
-    except ToolMissingError as exc:
-        skip_unless_ci(f"cannot run a local Kafka broker: {exc} (or set DECAYWATCH_TEST_BOOTSTRAP=host:port)")
-    except KafkaRunnerError as exc:
-        pytest.fail(f"local Kafka broker failed to start: {exc}", pytrace=False)
+    kafka, info = start_test_broker(tmp_path_factory.mktemp("kafka-broker"))
     log.info("Test Kafka broker at %s (started in %.1f s)", info.bootstrap_servers, info.started_in_seconds)
     try:
         yield info.bootstrap_servers

@@ -6,6 +6,12 @@ its deadline and every timeout says what it was waiting for.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from deploy.kafka.runner import BrokerInfo, LocalKafka
+
 import os
 import re
 import time
@@ -55,3 +61,28 @@ def skip_unless_ci(reason: str) -> NoReturn:
     if under_ci():
         pytest.fail(f"{reason} (CI is set, so this is a failure, not a skip)", pytrace=False)
     pytest.skip(reason)
+
+
+def start_test_broker(data_dir: Path, ports: int = 2, **settings: Any) -> tuple[LocalKafka, BrokerInfo]:
+    """A local broker of the test's own on free ports, sharing the jar cache; skipped locally without Java
+    or Maven, failed loudly under CI or when it does not start.
+
+    ``ports`` free ports go to ``port`` and ``controller_port`` (and ``sasl_port`` with 3); ``settings``
+    are further ``BrokerSettings`` fields.
+    """
+    import pytest
+
+    from deploy.kafka.runner import BrokerSettings, KafkaRunnerError, LocalKafka, ToolMissingError, free_ports
+
+    free = free_ports(ports)
+    named = dict(zip(("port", "controller_port", "sasl_port"), free))
+    broker = LocalKafka(
+        BrokerSettings(data_dir=data_dir, cache_dir=BrokerSettings.from_environment().cache_dir, **named, **settings)
+    )
+    try:
+        return broker, broker.start(timeout=120)
+    except ToolMissingError as exc:
+        skip_unless_ci(f"cannot run a local Kafka broker: {exc} (or set DECAYWATCH_TEST_BOOTSTRAP=host:port)")
+        raise  # unreachable: skip_unless_ci skips or fails
+    except KafkaRunnerError as exc:
+        pytest.fail(f"local Kafka broker failed to start: {exc}", pytrace=False)

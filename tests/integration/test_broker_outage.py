@@ -21,12 +21,11 @@ import pytest
 from kafka.admin import KafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from deploy.kafka.runner import BrokerSettings, KafkaRunnerError, LocalKafka, ToolMissingError, free_ports
 from producer.encode import encode_records
 from producer.publisher import PublishReport, make_kafka_producer, publish
 from producer.scenario import parse_models
 from producer.stream import generate_all, interleave
-from tests.helpers import skip_unless_ci, wait_until
+from tests.helpers import start_test_broker, wait_until
 
 OUTAGE_S = 30.0
 
@@ -52,18 +51,7 @@ def counters(base: str) -> dict[tuple[str, str], float]:
 
 @pytest.mark.timeout(400)
 def test_monitor_and_producer_ride_out_a_broker_outage(tmp_path: Path) -> None:
-    port, controller = free_ports(2)
-    broker = LocalKafka(
-        BrokerSettings(
-            data_dir=tmp_path / "broker", cache_dir=BrokerSettings.from_environment().cache_dir, port=port, controller_port=controller
-        )
-    )
-    try:
-        info = broker.start(timeout=120)
-    except ToolMissingError as error:
-        skip_unless_ci(f"cannot run a local Kafka broker: {error}")
-    except KafkaRunnerError as error:
-        pytest.fail(f"local Kafka broker failed to start: {error}", pytrace=False)
+    broker, info = start_test_broker(tmp_path / "broker")
     bootstrap = info.bootstrap_servers
     monitor = None
     try:

@@ -25,8 +25,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from consumer.kafka_options import BOOTSTRAP_ENV, env_name
-from deploy.kafka.runner import BrokerInfo, BrokerSettings, KafkaRunnerError, LocalKafka, ToolMissingError, free_ports
-from tests.helpers import skip_unless_ci, unique_name, wait_until
+from deploy.kafka.runner import BrokerInfo
+from tests.helpers import start_test_broker, unique_name, wait_until
 
 #: ':' and '=' travel through flags, the environment and StorageTool's --add-scram syntax unharmed.
 PASSWORD = "alice-s3cret:with=signs"
@@ -42,23 +42,9 @@ CLIENT_ENV = [*BOOTSTRAP_ENV] + [env_name(flag) for flag in (
 
 @pytest.fixture(scope="module")
 def sasl_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerInfo]:
-    port, controller_port, sasl_port = free_ports(3)
-    settings = BrokerSettings(
-        data_dir=tmp_path_factory.mktemp("kafka-sasl"),
-        cache_dir=BrokerSettings.from_environment().cache_dir,
-        port=port,
-        controller_port=controller_port,
-        sasl_port=sasl_port,
-        scram_users={"alice": PASSWORD},
-        heap_mb=256,
+    kafka, info = start_test_broker(
+        tmp_path_factory.mktemp("kafka-sasl"), ports=3, scram_users={"alice": PASSWORD}, heap_mb=256
     )
-    kafka = LocalKafka(settings)
-    try:
-        info = kafka.start(timeout=120)
-    except ToolMissingError as exc:
-        skip_unless_ci(f"cannot run a local Kafka broker: {exc}")
-    except KafkaRunnerError as exc:
-        pytest.fail(f"local Kafka broker with a SASL listener failed to start: {exc}", pytrace=False)
     try:
         yield info
     finally:
