@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from consumer.endpoints import TlsSettings
-from consumer.kafka_options import (
+from decaywatch.consumer.endpoints import TlsSettings
+from decaywatch.shared.kafka_settings import (
     KafkaAuthenticationError,
     add_kafka_arguments,
     env_name,
@@ -26,9 +26,9 @@ from consumer.kafka_options import (
     redact,
     reporting_login_failures,
 )
-from consumer.logs import configure_logging
-from consumer.runtime import MonitorRuntime, MonitorSettings
-from monitor.config import ConfigError, MonitorConfig
+from decaywatch.shared.logs import configure_logging
+from decaywatch.consumer.runtime import MonitorRuntime, MonitorSettings
+from decaywatch.monitor.config import ConfigError, MonitorConfig
 
 log = logging.getLogger("decaywatch")
 

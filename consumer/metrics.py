@@ -21,8 +21,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from monitor.schema import Reason
-from monitor.snapshot import ModelSnapshot
+from decaywatch.monitor.schema import Reason
+from decaywatch.monitor.snapshot import ModelSnapshot
 
 
 class SnapshotCollector(Collector):

@@ -13,16 +13,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from consumer.endpoints import HttpEndpoints, HttpServer, TlsSettings
-from consumer.metrics import ServiceMetrics
-from consumer.service import MonitorService
-from consumer.alertmanager import AlertmanagerSink
-from consumer.metrics import DeliveryCollector, OutputCollector
-from consumer.sinks import AlertFanOut, AlertSink, KafkaAlertSink, KafkaDeadLetterSink
-from consumer.changelog import KafkaStateStore
-from consumer.source import KafkaEventSource, RebalanceRecorder
-from monitor.config import MonitorConfig
-from monitor.engine import Monitor
+from decaywatch.consumer.endpoints import HttpEndpoints, HttpServer, TlsSettings
+from decaywatch.consumer.metrics import ServiceMetrics
+from decaywatch.consumer.service import MonitorService
+from decaywatch.consumer.alertmanager import AlertmanagerSink
+from decaywatch.consumer.metrics import DeliveryCollector, OutputCollector
+from decaywatch.consumer.sinks import AlertFanOut, AlertSink, KafkaAlertSink, KafkaDeadLetterSink
+from decaywatch.consumer.changelog import KafkaStateStore
+from decaywatch.consumer.source import KafkaEventSource, RebalanceRecorder
+from decaywatch.monitor.config import MonitorConfig
+from decaywatch.monitor.engine import Monitor
 
 log = logging.getLogger(__name__)
 

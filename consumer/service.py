@@ -19,16 +19,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from consumer.changelog import StateStore
-from consumer.metrics import ServiceMetrics
-from consumer.sinks import AlertSink, DeadLetterSink
-from consumer.source import EventSource, RawBatch
-from monitor.alert import AlertTransition
-from monitor.codec import decode
-from monitor.engine import Monitor
-from monitor import state
-from monitor.schema import EventBatch, Rejection, validate
-from monitor.snapshot import ModelSnapshot
+from decaywatch.consumer.changelog import StateStore
+from decaywatch.consumer.metrics import ServiceMetrics
+from decaywatch.consumer.sinks import AlertSink, DeadLetterSink
+from decaywatch.consumer.source import EventSource, RawBatch
+from decaywatch.monitor.alert import AlertTransition
+from decaywatch.monitor.codec import decode
+from decaywatch.monitor.engine import Monitor
+from decaywatch.monitor import state
+from decaywatch.monitor.schema import EventBatch, Rejection, validate
+from decaywatch.monitor.snapshot import ModelSnapshot
 
 log = logging.getLogger(__name__)
 

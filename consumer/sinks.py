@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
-from monitor.codec import dumps
-from monitor.schema import Rejection
+from decaywatch.monitor.codec import dumps
+from decaywatch.monitor.schema import Rejection
 
 log = logging.getLogger(__name__)
 

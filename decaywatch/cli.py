@@ -14,10 +14,10 @@ from collections.abc import Sequence
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the whole command tree (no side effects: nothing is imported eagerly that starts work)."""
-    from consumer import cli as monitor_cli
+    from decaywatch.consumer import cli as monitor_cli
     from decaywatch import baseline, demo, replay
-    from deploy.kafka import cli as kafka_cli
-    from producer import cli as producer_cli
+    from decaywatch.deploy.kafka import cli as kafka_cli
+    from decaywatch.producer import cli as producer_cli
 
     parser = argparse.ArgumentParser(
         prog="decaywatch",

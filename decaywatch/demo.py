@@ -24,12 +24,12 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from consumer.logs import configure_logging
-from consumer.runtime import MonitorRuntime, MonitorSettings
-from consumer.table import LiveTable
-from monitor.alert import DEGRADED_MESSAGE, STABLE_MESSAGE
-from monitor.config import ModelPolicy, MonitorConfig
-from monitor.snapshot import ModelSnapshot
+from decaywatch.shared.logs import configure_logging
+from decaywatch.consumer.runtime import MonitorRuntime, MonitorSettings
+from decaywatch.table import LiveTable
+from decaywatch.monitor.alert import DEGRADED_MESSAGE, STABLE_MESSAGE
+from decaywatch.monitor.config import ModelPolicy, MonitorConfig
+from decaywatch.monitor.snapshot import ModelSnapshot
 
 DEFAULT_MODELS = "churn-model=lesson,fraud-model=stable(accuracy=0.86)"
 LESSON_POLICY = ModelPolicy(baseline=0.85, baseline_date="2024-01-01", threshold=0.1, windows=(1000, 10000))
@@ -58,7 +58,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     configure_logging("text", logging.WARNING)
-    logging.getLogger("consumer.sinks").setLevel(logging.ERROR)  # the demo prints alerts itself
+    logging.getLogger("decaywatch.consumer.sinks").setLevel(logging.ERROR)  # the demo prints alerts itself
     started = time.monotonic()
     out = sys.stdout
     stop = threading.Event()
@@ -140,7 +140,7 @@ def _alert_line(event: dict[str, Any]) -> str:
 
 
 def _start_local_kafka(stack: ExitStack, out: Any) -> str:
-    from deploy.kafka.runner import BrokerSettings, LocalKafka, free_ports
+    from decaywatch.deploy.kafka.runner import BrokerSettings, LocalKafka, free_ports
 
     port, controller_port = free_ports(2)
     data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="decaywatch-demo-")))
@@ -176,9 +176,9 @@ def _create_topics(bootstrap: str, topics: list[str]) -> None:
 
 def _records(args: argparse.Namespace) -> tuple[Iterator[tuple[bytes, bytes]], int, list[str]]:
     """The demo's stream: every model over the lesson's time span, with a few bad events slipped in."""
-    from producer.encode import encode_records
-    from producer.scenario import parse_models
-    from producer.stream import generate_all, interleave
+    from decaywatch.producer.encode import encode_records
+    from decaywatch.producer.scenario import parse_models
+    from decaywatch.producer.stream import generate_all, interleave
 
     specs = parse_models(args.models)
     count = max(spec.scenario.default_count for spec in specs)
@@ -213,7 +213,7 @@ class _Publisher(threading.Thread):
             yield record
 
     def run(self) -> None:
-        from producer.publisher import make_kafka_producer, publish
+        from decaywatch.producer.publisher import make_kafka_producer, publish
 
         producer = make_kafka_producer(self._servers)
         try:

@@ -70,8 +70,8 @@ from typing import IO, Any, Final, Protocol, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from monitor.codec import MAX_MESSAGE_BYTES, decode
-from monitor.schema import EventBatch, Reason, Rejection, validate
+from decaywatch.monitor.codec import MAX_MESSAGE_BYTES, decode
+from decaywatch.monitor.schema import EventBatch, Reason, Rejection, validate
 
 FORMATS: Final = ("jsonl", "csv")
 READ_BYTES: Final = 8 << 20

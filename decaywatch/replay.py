@@ -37,11 +37,11 @@ from typing import IO, Any
 
 import orjson
 
-from consumer.cli import add_policy_arguments, load_config
-from consumer.table import render
+from decaywatch.consumer.cli import add_policy_arguments, load_config
+from decaywatch.table import render
 from decaywatch.recording import RecordedBatch, RejectionTally, add_input_arguments, format_of, open_recording, read_batches
-from monitor.config import ConfigError
-from monitor.engine import Monitor
+from decaywatch.monitor.config import ConfigError
+from decaywatch.monitor.engine import Monitor
 
 _DESCRIPTION = """\
 Replay recorded prediction events (JSON Lines, or CSV with a header row) through the monitor's

@@ -26,8 +26,8 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from monitor.episode import EpisodeState
-from monitor.window import CountWindow
+from decaywatch.monitor.episode import EpisodeState
+from decaywatch.monitor.window import CountWindow
 
 BRIER_SCALE: Final = 1_000_000
 METRICS: Final = ("accuracy", "precision", "recall", "f1", "brier")

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 import orjson
 
-from monitor.schema import Reason, Rejection
+from decaywatch.monitor.schema import Reason, Rejection
 
 MAX_MESSAGE_BYTES: Final = 1 << 20
 """Messages above 1 MiB are rejected before parsing (Kafka's default max.message.bytes is about this)."""

@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from monitor.binary import METRICS, SEQUENTIAL_METRICS
-from monitor.timewindow import parse_duration
+from decaywatch.monitor.binary import METRICS, SEQUENTIAL_METRICS
+from decaywatch.monitor.timewindow import parse_duration
 
 
 DECISIONS = ("sequential", "window")

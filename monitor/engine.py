@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from monitor.alert import AlertTransition
-from monitor.config import MonitorConfig
-from monitor.schema import EventBatch
-from monitor.snapshot import ModelSnapshot
-from monitor.tracker import ModelTracker
+from decaywatch.monitor.alert import AlertTransition
+from decaywatch.monitor.config import MonitorConfig
+from decaywatch.monitor.schema import EventBatch
+from decaywatch.monitor.snapshot import ModelSnapshot
+from decaywatch.monitor.tracker import ModelTracker
 
 
 class Monitor:

@@ -31,10 +31,10 @@ from typing import Final, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from monitor.baseline import exact
-from monitor.config import ModelPolicy
-from monitor.episode import EpisodeState
-from monitor.sequential import SequentialTest
+from decaywatch.monitor.baseline import exact
+from decaywatch.monitor.config import ModelPolicy
+from decaywatch.monitor.episode import EpisodeState
+from decaywatch.monitor.sequential import SequentialTest
 
 DEGRADATION: Final = "degradation"
 FLOOR: Final = "floor"

@@ -48,7 +48,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from monitor.wilson import wilson_interval
+from decaywatch.monitor.wilson import wilson_interval
 
 SCALE: Final = 1_000_000
 """Log-likelihood ratios are counted in millionths (integers), so sums are exact."""

@@ -38,7 +38,7 @@ True
 >>> load(dump(tracker), ModelPolicy(baseline=0.85, windows=(8,), min_samples=4, time_windows=("1h",)), "m")
 Traceback (most recent call last):
 ...
-monitor.state.StateMismatch: checkpoint of model 'm' was written under another policy: windows [4] (checkpoint) != [8] (now)
+decaywatch.monitor.state.StateMismatch: checkpoint of model 'm' was written under another policy: windows [4] (checkpoint) != [8] (now)
 """
 
 from __future__ import annotations
@@ -54,15 +54,15 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from monitor.baseline import Baseline
-from monitor.binary import BinaryWindow, ValueWindowJudge
-from monitor.config import ModelPolicy
-from monitor.episode import EpisodeState
-from monitor.rule import DEGRADATION, SequentialJudge, WindowJudge, degradation_judge
-from monitor.sequential import SequentialTest
-from monitor.timewindow import TimeWindow
-from monitor.tracker import ModelTracker
-from monitor.window import CountWindow
+from decaywatch.monitor.baseline import Baseline
+from decaywatch.monitor.binary import BinaryWindow, ValueWindowJudge
+from decaywatch.monitor.config import ModelPolicy
+from decaywatch.monitor.episode import EpisodeState
+from decaywatch.monitor.rule import DEGRADATION, SequentialJudge, WindowJudge, degradation_judge
+from decaywatch.monitor.sequential import SequentialTest
+from decaywatch.monitor.timewindow import TimeWindow
+from decaywatch.monitor.tracker import ModelTracker
+from decaywatch.monitor.window import CountWindow
 
 MAGIC: Final = b"dwst"
 VERSION: Final = 1

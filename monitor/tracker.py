@@ -7,15 +7,15 @@ from datetime import datetime, timezone
 import numpy as np
 import numpy.typing as npt
 
-from monitor.alert import DEGRADED_MESSAGE, FIRING, RESOLVED, STABLE_MESSAGE, AlertTransition, alert_id
-from monitor.baseline import Baseline, exact
-from monitor.binary import BinaryOutcomes, BinaryWindow, ValueWindowJudge
-from monitor.config import MetricRule, ModelPolicy
-from monitor.rule import DEGRADATION, FLOOR, Judge, Judgement, SequentialJudge, degradation_judge, floor_judge, sequential_judge
-from monitor.snapshot import ModelSnapshot, RuleSnapshot, WindowSnapshot
-from monitor.timewindow import TimeWindow, late_mask, parse_duration
-from monitor.wilson import wilson_interval
-from monitor.window import CountWindow
+from decaywatch.monitor.alert import DEGRADED_MESSAGE, FIRING, RESOLVED, STABLE_MESSAGE, AlertTransition, alert_id
+from decaywatch.monitor.baseline import Baseline, exact
+from decaywatch.monitor.binary import BinaryOutcomes, BinaryWindow, ValueWindowJudge
+from decaywatch.monitor.config import MetricRule, ModelPolicy
+from decaywatch.monitor.rule import DEGRADATION, FLOOR, Judge, Judgement, SequentialJudge, degradation_judge, floor_judge, sequential_judge
+from decaywatch.monitor.snapshot import ModelSnapshot, RuleSnapshot, WindowSnapshot
+from decaywatch.monitor.timewindow import TimeWindow, late_mask, parse_duration
+from decaywatch.monitor.wilson import wilson_interval
+from decaywatch.monitor.window import CountWindow
 
 
 class ModelTracker:

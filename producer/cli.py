@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import IO, Any, TextIO
 
-from consumer.kafka_options import (
+from decaywatch.shared.kafka_settings import (
     KafkaAuthenticationError,
     add_security_arguments,
     redact,
@@ -133,8 +133,8 @@ def run(
 
     from kafka.errors import KafkaError
 
-    from producer.publisher import PublishError, describe_error
-    from producer.scenario import SpecError
+    from decaywatch.producer.publisher import PublishError, describe_error
+    from decaywatch.producer.scenario import SpecError
 
     try:
         return _produce(args, environ, stdout, stderr, producer_factory, clock, sleep)
@@ -176,11 +176,11 @@ def _produce(
     clock: Callable[[], float],
     sleep: Callable[[float], None],
 ) -> int:
-    from producer.encode import encode_records
-    from producer.manifest import build_manifest, write_manifest
-    from producer.publisher import JsonLinesSender, make_kafka_producer, publish
-    from producer.scenario import SpecError, parse_models
-    from producer.stream import generate_all, interleave
+    from decaywatch.producer.encode import encode_records
+    from decaywatch.producer.manifest import build_manifest, write_manifest
+    from decaywatch.producer.publisher import JsonLinesSender, make_kafka_producer, publish
+    from decaywatch.producer.scenario import SpecError, parse_models
+    from decaywatch.producer.stream import generate_all, interleave
 
     if args.count is not None and args.count < 1:
         raise SpecError(f"--count must be at least 1, got {args.count}")

@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import orjson
 
-from producer.stream import SyntheticStream
+from decaywatch.producer.stream import SyntheticStream
 
 __all__ = ["MODEL_VERSION", "encode_records", "encode_stream", "event_dicts", "iter_values"]
 

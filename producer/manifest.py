@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from producer.scenario import (
+from decaywatch.producer.scenario import (
     EVENTS_PER_WEEK,
     SECONDS_PER_WEEK,
     SPACING_SECONDS,
@@ -35,7 +35,7 @@ from producer.scenario import (
     ModelSpec,
     Scenario,
 )
-from producer.stream import SyntheticStream
+from decaywatch.producer.stream import SyntheticStream
 
 __all__ = ["SCHEMA", "build_manifest", "iso8601", "write_manifest"]
 

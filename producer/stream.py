@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from producer.scenario import ModelSpec, SpecError, event_times
+from decaywatch.producer.scenario import ModelSpec, SpecError, event_times
 
 __all__ = [
     "BOUNDARY",
@@ -106,7 +106,7 @@ def _score(x: np.ndarray, prediction: np.ndarray) -> np.ndarray:
 def generate(spec: ModelSpec, rng: np.random.Generator, count: int | None = None) -> SyntheticStream:
     """Sample ``count`` events (default: the scenario's natural length) of ``spec``'s model from ``rng``.
 
-    Raises :class:`~producer.scenario.SpecError` when the scenario's parameters
+    Raises :class:`~decaywatch.producer.scenario.SpecError` when the scenario's parameters
     do not fit in ``count`` events (a change point beyond the end).
     """
     n = spec.scenario.default_count if count is None else count

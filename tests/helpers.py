@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from deploy.kafka.runner import BrokerInfo, LocalKafka
+    from decaywatch.deploy.kafka.runner import BrokerInfo, LocalKafka
 
 import os
 import re
@@ -72,7 +72,7 @@ def start_test_broker(data_dir: Path, ports: int = 2, **settings: Any) -> tuple[
     """
     import pytest
 
-    from deploy.kafka.runner import BrokerSettings, KafkaRunnerError, LocalKafka, ToolMissingError, free_ports
+    from decaywatch.deploy.kafka.runner import BrokerSettings, KafkaRunnerError, LocalKafka, ToolMissingError, free_ports
 
     free = free_ports(ports)
     named = dict(zip(("port", "controller_port", "sasl_port"), free))

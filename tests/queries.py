@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from consumer.metrics import ServiceMetrics
+from decaywatch.consumer.metrics import ServiceMetrics
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"

@@ -16,7 +16,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from deploy.kafka.runner import SCRAM_MECHANISMS, BrokerSettings, KafkaRunnerError, LocalKafka
+from decaywatch.deploy.kafka.runner import SCRAM_MECHANISMS, BrokerSettings, KafkaRunnerError, LocalKafka
 
 #: ``status`` exit code when no broker runs (0 means running), so scripts can branch on it.
 EXIT_NOT_RUNNING = 3

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from monitor.config import ModelPolicy
+from decaywatch.monitor.config import ModelPolicy
 from tests.benchmarks.detector import DecaywatchDetector, Detector, detectors
 from tests.benchmarks.outcome import Run, Summary, judge, summarize
 from tests.benchmarks.report import table, timing_lines, verdict_lines

@@ -27,11 +27,11 @@ import numpy as np
 import orjson
 from prometheus_client import generate_latest
 
-from consumer.metrics import ServiceMetrics
-from consumer.service import MonitorService
-from consumer.source import RawBatch
-from monitor.config import Limits, ModelPolicy, MonitorConfig
-from monitor.engine import Monitor
+from decaywatch.consumer.metrics import ServiceMetrics
+from decaywatch.consumer.service import MonitorService
+from decaywatch.consumer.source import RawBatch
+from decaywatch.monitor.config import Limits, ModelPolicy, MonitorConfig
+from decaywatch.monitor.engine import Monitor
 
 BATCH = 5000
 

@@ -31,9 +31,9 @@ if __package__ in (None, ""):  # run as a script: make the project importable
 
 from decaywatch import replay
 from decaywatch.recording import default_jobs
-from producer.encode import encode_records
-from producer.scenario import parse_models
-from producer.stream import generate_all, interleave
+from decaywatch.producer.encode import encode_records
+from decaywatch.producer.scenario import parse_models
+from decaywatch.producer.stream import generate_all, interleave
 
 MODELS = "churn-model=lesson,fraud-model=stable"
 TARGET = 500_000

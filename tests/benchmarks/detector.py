@@ -23,9 +23,9 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from monitor.config import ModelPolicy, MonitorConfig
-from monitor.engine import Monitor
-from monitor.schema import EventBatch
+from decaywatch.monitor.config import ModelPolicy, MonitorConfig
+from decaywatch.monitor.engine import Monitor
+from decaywatch.monitor.schema import EventBatch
 
 Positions = npt.NDArray[np.int64]
 

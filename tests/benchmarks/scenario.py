@@ -61,8 +61,8 @@ def piecewise(rng: np.random.Generator, segments: Segments) -> Stream:
 
 def lesson(rng: np.random.Generator) -> Stream:
     """The producer's ``lesson`` stream (0.85 on 2024-01-01 to 0.65 by June); truth is its population curve."""
-    from producer.scenario import parse_models
-    from producer.stream import generate
+    from decaywatch.producer.scenario import parse_models
+    from decaywatch.producer.stream import generate
 
     stream = generate(parse_models("m=lesson")[0], rng)
     if not stream.labeled.all():

@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from producer.manifest import build_manifest
-from producer.scenario import parse_models
-from producer.stream import generate_all
+from decaywatch.producer.manifest import build_manifest
+from decaywatch.producer.scenario import parse_models
+from decaywatch.producer.stream import generate_all
 from tests.benchmarks.bench_detection import benchmark, render
 from tests.benchmarks.scenario import EVENTS_PER_WEEK, LINE, scenarios
 

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Self
 
-from deploy.kafka.runner import free_ports
+from decaywatch.deploy.kafka.runner import free_ports
 from tests.helpers import skip_unless_ci, wait_until
 
 REPO = Path(__file__).resolve().parents[2]

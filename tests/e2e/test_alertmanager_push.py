@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from consumer.alertmanager import AlertmanagerSink
+from decaywatch.consumer.alertmanager import AlertmanagerSink
 from tests.e2e.configs import alertmanager_config
 from tests.e2e.conftest import Processes
 from tests.e2e.processes import Alertmanager

@@ -21,10 +21,10 @@ import pytest
 from kafka.admin import KafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from producer.encode import encode_records
-from producer.publisher import PublishReport, make_kafka_producer, publish
-from producer.scenario import parse_models
-from producer.stream import generate_all, interleave
+from decaywatch.producer.encode import encode_records
+from decaywatch.producer.publisher import PublishReport, make_kafka_producer, publish
+from decaywatch.producer.scenario import parse_models
+from decaywatch.producer.stream import generate_all, interleave
 from tests.helpers import start_test_broker, wait_until
 
 OUTAGE_S = 30.0

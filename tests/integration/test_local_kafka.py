@@ -9,7 +9,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
-from deploy.kafka.runner import BrokerSettings, LocalKafka, ToolMissingError, free_ports
+from decaywatch.deploy.kafka.runner import BrokerSettings, LocalKafka, ToolMissingError, free_ports
 from tests.helpers import skip_unless_ci, unique_name, wait_until
 
 

@@ -22,14 +22,14 @@ import pytest
 from kafka import KafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
-from consumer.runtime import MonitorRuntime, MonitorSettings
-from monitor.alert import DEGRADED_MESSAGE
-from monitor.config import ModelPolicy, MonitorConfig
-from producer.encode import encode_records
-from producer.manifest import build_manifest
-from producer.publisher import make_kafka_producer, publish
-from producer.scenario import parse_models
-from producer.stream import SyntheticStream, generate_all, interleave
+from decaywatch.consumer.runtime import MonitorRuntime, MonitorSettings
+from decaywatch.monitor.alert import DEGRADED_MESSAGE
+from decaywatch.monitor.config import ModelPolicy, MonitorConfig
+from decaywatch.producer.encode import encode_records
+from decaywatch.producer.manifest import build_manifest
+from decaywatch.producer.publisher import make_kafka_producer, publish
+from decaywatch.producer.scenario import parse_models
+from decaywatch.producer.stream import SyntheticStream, generate_all, interleave
 from tests.helpers import unique_name, wait_until
 
 LESSON = ModelPolicy(baseline=0.85, baseline_date="2024-01-01", threshold=0.1, windows=(1000, 10000))

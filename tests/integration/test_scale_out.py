@@ -27,10 +27,10 @@ import pytest
 from kafka import KafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.config import ModelPolicy, MonitorConfig
-from monitor.engine import Monitor
-from monitor.schema import validate
-from producer.publisher import make_kafka_producer, publish
+from decaywatch.monitor.config import ModelPolicy, MonitorConfig
+from decaywatch.monitor.engine import Monitor
+from decaywatch.monitor.schema import validate
+from decaywatch.producer.publisher import make_kafka_producer, publish
 from tests.helpers import unique_name, wait_until
 
 MODELS = [f"model-{i:02d}" for i in range(20)]
@@ -85,7 +85,7 @@ class Reference:
             self.transitions |= {(t.alert_id, t.status) for t in self.monitor.process(validated)}
 
     def samples(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        from consumer.metrics import ServiceMetrics
+        from decaywatch.consumer.metrics import ServiceMetrics
 
         metrics = ServiceMetrics()
         metrics.models.publish(self.monitor.snapshot(), {}, {})

@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from consumer.kafka_options import BOOTSTRAP_ENV, env_name
-from deploy.kafka.runner import BrokerInfo
+from decaywatch.shared.kafka_settings import BOOTSTRAP_ENV, env_name
+from decaywatch.deploy.kafka.runner import BrokerInfo
 from tests.helpers import start_test_broker, unique_name, wait_until
 
 #: ':' and '=' travel through flags, the environment and StorageTool's --add-scram syntax unharmed.

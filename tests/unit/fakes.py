@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from consumer.source import RawBatch
-from monitor.schema import Rejection
+from decaywatch.consumer.source import RawBatch
+from decaywatch.monitor.schema import Rejection
 
 
 class MemorySource:

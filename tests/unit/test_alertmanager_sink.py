@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
-from consumer.alertmanager import AlertmanagerSink, api_url, describe, to_alertmanager
+from decaywatch.consumer.alertmanager import AlertmanagerSink, api_url, describe, to_alertmanager
 from tests.helpers import wait_until
 
 AM1 = "http://am-1:9093"

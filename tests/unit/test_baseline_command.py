@@ -14,10 +14,10 @@ import numpy as np
 import orjson
 import pytest
 
-from consumer.cli import add_policy_arguments, load_config
+from decaywatch.consumer.cli import add_policy_arguments, load_config
 from decaywatch import baseline
 from decaywatch.recording import read_batches
-from monitor.config import MonitorConfig
+from decaywatch.monitor.config import MonitorConfig
 
 T0 = 1_704_067_200.0  # 2024-01-01T00:00:00Z
 DAY = 86_400.0

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer.metrics import ServiceMetrics
-from monitor.config import ConfigError, MetricRule, ModelPolicy, MonitorConfig
-from monitor.engine import Monitor
-from monitor.schema import validate
+from decaywatch.consumer.metrics import ServiceMetrics
+from decaywatch.monitor.config import ConfigError, MetricRule, ModelPolicy, MonitorConfig
+from decaywatch.monitor.engine import Monitor
+from decaywatch.monitor.schema import validate
 
 
 def events(rows: list[tuple[int, int | None, float | None]]) -> list[dict[str, object]]:

@@ -4,7 +4,7 @@ import tomllib
 
 import pytest
 
-from monitor.config import ConfigError, ModelPolicy, MonitorConfig
+from decaywatch.monitor.config import ConfigError, ModelPolicy, MonitorConfig
 
 DOC = """
 [defaults]

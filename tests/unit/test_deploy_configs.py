@@ -25,8 +25,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from consumer.alertmanager import ALERT_NAMES, SEVERITIES
-from monitor.config import MonitorConfig
+from decaywatch.consumer.alertmanager import ALERT_NAMES, SEVERITIES
+from decaywatch.monitor.config import MonitorConfig
 from tests.queries import (
     DASHBOARD,
     DEPLOY,

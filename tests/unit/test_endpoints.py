@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
-from consumer.endpoints import HttpEndpoints, HttpServer, TlsSettings
+from decaywatch.consumer.endpoints import HttpEndpoints, HttpServer, TlsSettings
 
 
 def endpoints(ready: bool = True) -> HttpEndpoints:
@@ -107,10 +107,10 @@ def test_stuck_scrapes_do_not_slow_consumption() -> None:
 
     import orjson
 
-    from consumer.metrics import ServiceMetrics
-    from consumer.service import MonitorService
-    from monitor.config import ModelPolicy, MonitorConfig
-    from monitor.engine import Monitor
+    from decaywatch.consumer.metrics import ServiceMetrics
+    from decaywatch.consumer.service import MonitorService
+    from decaywatch.monitor.config import ModelPolicy, MonitorConfig
+    from decaywatch.monitor.engine import Monitor
     from tests.unit.fakes import MemoryAlertSink, MemoryDeadLetters, MemorySource
 
     batches = [[orjson.dumps({"model": f"m{i % 3}", "prediction": 1, "label": i % 2}) for i in range(2000)] for _ in range(20)]

@@ -54,13 +54,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import generate_latest
 
-from consumer.metrics import ServiceMetrics
-from consumer.runtime import model_view
-from consumer.service import MonitorService
-from monitor.codec import MAX_MESSAGE_BYTES, decode, dumps
-from monitor.config import Limits, MetricRule, ModelPolicy, MonitorConfig
-from monitor.engine import Monitor
-from monitor.schema import Reason, validate
+from decaywatch.consumer.metrics import ServiceMetrics
+from decaywatch.consumer.runtime import model_view
+from decaywatch.consumer.service import MonitorService
+from decaywatch.monitor.codec import MAX_MESSAGE_BYTES, decode, dumps
+from decaywatch.monitor.config import Limits, MetricRule, ModelPolicy, MonitorConfig
+from decaywatch.monitor.engine import Monitor
+from decaywatch.monitor.schema import Reason, validate
 from tests.unit.fakes import MemoryAlertSink, MemoryDeadLetters, MemorySource
 
 MAX_DETAIL: Final = 1000

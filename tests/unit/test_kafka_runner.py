@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.kafka import cli as kafka_cli
-from deploy.kafka.runner import (
+from decaywatch.deploy.kafka import cli as kafka_cli
+from decaywatch.deploy.kafka.runner import (
     BrokerSettings,
     KafkaRunnerError,
     LocalKafka,
@@ -322,7 +322,7 @@ def test_cli_start_on_a_taken_port_fails_cleanly(tmp_path: Path, capsys: pytest.
 
 
 def test_cluster_ids_never_start_with_a_dash() -> None:
-    from deploy.kafka.runner import new_cluster_id
+    from decaywatch.deploy.kafka.runner import new_cluster_id
 
     draws = iter([b"\xf8" + b"\x00" * 15, b"\x00" * 16])  # the first encodes to "-AAAA...", the second to "AAAA..."
     assert new_cluster_id(lambda n: next(draws)) == "A" * 22

@@ -24,7 +24,7 @@ from kafka.errors import (
     UnsupportedSaslMechanismError,
 )
 
-from consumer.kafka_options import (
+from decaywatch.shared.kafka_settings import (
     CLOSED_DURING_LOGIN,
     KafkaAuthenticationError,
     add_kafka_arguments,
@@ -33,8 +33,8 @@ from consumer.kafka_options import (
     reporting_login_failures,
     security_config,
 )
-from deploy.kafka import cli as kafka_cli
-from deploy.kafka.runner import (
+from decaywatch.deploy.kafka import cli as kafka_cli
+from decaywatch.deploy.kafka.runner import (
     SCRAM_MECHANISMS,
     BrokerSettings,
     KafkaRunnerError,
@@ -43,7 +43,7 @@ from deploy.kafka.runner import (
     render_server_properties,
     scram_format_arguments,
 )
-from producer import cli as producer_cli
+from decaywatch.producer import cli as producer_cli
 
 PASSWORD = "alice-s3cret:with=signs"
 SASL = {
@@ -212,7 +212,7 @@ def test_restart_with_other_users_warns_that_they_are_not_added(
                       sasl_port=settings.sasl_port, scram_users={"carol": "c4rol"}),
         which=lambda name: stand_in_java(tmp_path) if name == "java" else None,
     )  # fmt: skip
-    with caplog.at_level(logging.WARNING, logger="deploy.kafka.runner"):
+    with caplog.at_level(logging.WARNING, logger="decaywatch.deploy.kafka.runner"):
         again.start(timeout=20)
     again.stop(timeout=5)
     assert "only when storage is first formatted" in caplog.text
@@ -222,7 +222,7 @@ def test_restart_with_other_users_warns_that_they_are_not_added(
     plain = LocalKafka(sasl_settings(tmp_path, port=settings.port, controller_port=settings.controller_port,
                                      sasl_port=None, scram_users={}),
                        which=lambda name: stand_in_java(tmp_path) if name == "java" else None)  # fmt: skip
-    with caplog.at_level(logging.WARNING, logger="deploy.kafka.runner"):
+    with caplog.at_level(logging.WARNING, logger="decaywatch.deploy.kafka.runner"):
         plain.start(timeout=20)
     plain.stop(timeout=5)
     assert "only when storage is first formatted" not in caplog.text
@@ -439,7 +439,7 @@ def test_produce_reports_a_failed_login_in_one_line() -> None:
 
 
 def test_config_file_kafka_table_reaches_the_client_and_stays_out_of_repr(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from consumer.cli import settings_from_args
+    from decaywatch.consumer.cli import settings_from_args
     from decaywatch.cli import build_parser
 
     config = tmp_path / "monitor.toml"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from consumer.metrics import ServiceMetrics
-from consumer.service import MonitorService
-from monitor.config import ConfigError, Limits, ModelPolicy, MonitorConfig
-from monitor.engine import Monitor
+from decaywatch.consumer.metrics import ServiceMetrics
+from decaywatch.consumer.service import MonitorService
+from decaywatch.monitor.config import ConfigError, Limits, ModelPolicy, MonitorConfig
+from decaywatch.monitor.engine import Monitor
 from tests.unit.fakes import MemoryAlertSink, MemoryDeadLetters, MemorySource
 
 

@@ -11,7 +11,7 @@ import orjson
 import pytest
 from kafka.errors import KafkaTimeoutError
 
-from producer import cli
+from decaywatch.producer import cli
 
 
 def parse(*argv: str) -> argparse.Namespace:

@@ -9,9 +9,9 @@ import numpy as np
 import orjson
 import pytest
 
-from producer.encode import MODEL_VERSION, encode_records, encode_stream, event_dicts, iter_values
-from producer.scenario import ModelSpec, Stable, Sudden, parse_models
-from producer.stream import SyntheticStream, generate, generate_all, interleave
+from decaywatch.producer.encode import MODEL_VERSION, encode_records, encode_stream, event_dicts, iter_values
+from decaywatch.producer.scenario import ModelSpec, Stable, Sudden, parse_models
+from decaywatch.producer.stream import SyntheticStream, generate, generate_all, interleave
 
 
 @pytest.fixture(scope="module")

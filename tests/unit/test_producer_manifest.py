@@ -11,9 +11,9 @@ import numpy as np
 import orjson
 import pytest
 
-from producer.manifest import SCHEMA, build_manifest, iso8601, write_manifest
-from producer.scenario import ModelSpec, Stable, parse_models
-from producer.stream import SyntheticStream, generate_all
+from decaywatch.producer.manifest import SCHEMA, build_manifest, iso8601, write_manifest
+from decaywatch.producer.scenario import ModelSpec, Stable, parse_models
+from decaywatch.producer.stream import SyntheticStream, generate_all
 
 SPEC_TEXT = "churn=lesson(label_ratio=0.8),fraud=sudden(from=0.9,to=0.6,at=20000),ads=stable,slow=gradual"
 

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from producer import publisher
-from producer.publisher import (
+from decaywatch.producer import publisher
+from decaywatch.producer.publisher import (
     JsonLinesSender,
     PublishError,
     PublishReport,

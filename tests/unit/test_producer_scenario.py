@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from producer.scenario import (
+from decaywatch.producer.scenario import (
     EVENTS_PER_WEEK,
     LESSON_END_TS,
     SPACING_SECONDS,

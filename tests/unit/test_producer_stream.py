@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from producer.scenario import (
+from decaywatch.producer.scenario import (
     EVENTS_PER_WEEK,
     SPACING_SECONDS,
     START_TS,
@@ -22,7 +22,7 @@ from producer.scenario import (
     Sudden,
     parse_models,
 )
-from producer.stream import SyntheticStream, generate, generate_all, interleave, rng_for
+from decaywatch.producer.stream import SyntheticStream, generate, generate_all, interleave, rng_for
 
 
 @pytest.fixture(scope="module")

@@ -13,17 +13,17 @@ import numpy as np
 import orjson
 import pytest
 
-from consumer.cli import load_config
-from consumer.metrics import ServiceMetrics
-from consumer.service import MonitorService
+from decaywatch.consumer.cli import load_config
+from decaywatch.consumer.metrics import ServiceMetrics
+from decaywatch.consumer.service import MonitorService
 from decaywatch import replay
 from decaywatch.recording import read_batches
-from monitor.codec import MAX_MESSAGE_BYTES
-from monitor.engine import Monitor
-from producer.encode import encode_records
-from producer.manifest import build_manifest
-from producer.scenario import SECONDS_PER_WEEK, START_TS, parse_models
-from producer.stream import generate_all, interleave
+from decaywatch.monitor.codec import MAX_MESSAGE_BYTES
+from decaywatch.monitor.engine import Monitor
+from decaywatch.producer.encode import encode_records
+from decaywatch.producer.manifest import build_manifest
+from decaywatch.producer.scenario import SECONDS_PER_WEEK, START_TS, parse_models
+from decaywatch.producer.stream import generate_all, interleave
 from tests.unit.fakes import MemoryAlertSink, MemoryDeadLetters, MemorySource
 
 T0 = 1_704_067_200.0  # 2024-01-01T00:00:00Z
@@ -453,6 +453,6 @@ def test_the_lesson_fires_once_for_churn_in_the_week_accuracy_crosses_the_line(t
 
 
 def manifest_time(ts: float) -> str:
-    from producer.manifest import iso8601
+    from decaywatch.producer.manifest import iso8601
 
     return iso8601(ts)

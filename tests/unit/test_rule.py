@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.alert import DEGRADED_MESSAGE, STABLE_MESSAGE
-from monitor.config import ModelPolicy, MonitorConfig
-from monitor.engine import Monitor
-from monitor.rule import DegradationRule, FloorRule
-from monitor.schema import validate
+from decaywatch.monitor.alert import DEGRADED_MESSAGE, STABLE_MESSAGE
+from decaywatch.monitor.config import ModelPolicy, MonitorConfig
+from decaywatch.monitor.engine import Monitor
+from decaywatch.monitor.rule import DegradationRule, FloorRule
+from decaywatch.monitor.schema import validate
 
 
 def lesson_verdict(baseline: float, current: float, threshold: float) -> str:

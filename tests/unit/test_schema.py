@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.codec import MAX_MESSAGE_BYTES, decode
-from monitor.schema import Reason, parse_timestamp, validate
+from decaywatch.monitor.codec import MAX_MESSAGE_BYTES, decode
+from decaywatch.monitor.schema import Reason, parse_timestamp, validate
 
 GOOD = {"model": "m", "prediction": 1, "label": 1, "ts": 1704067200.0}
 

@@ -6,11 +6,11 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.alert import DEGRADED_MESSAGE, STABLE_MESSAGE
-from monitor.config import ModelPolicy, MonitorConfig
-from monitor.engine import Monitor
-from monitor.schema import EventBatch
-from monitor.sequential import SequentialTest
+from decaywatch.monitor.alert import DEGRADED_MESSAGE, STABLE_MESSAGE
+from decaywatch.monitor.config import ModelPolicy, MonitorConfig
+from decaywatch.monitor.engine import Monitor
+from decaywatch.monitor.schema import EventBatch
+from decaywatch.monitor.sequential import SequentialTest
 
 
 def reference(test: SequentialTest, outcomes: list[bool]) -> list[tuple[int, bool, int, int, float | None]]:
@@ -55,7 +55,7 @@ def test_a_dip_at_the_line_needs_its_span_beyond_the_line_too() -> None:
     ungated = SequentialTest(0.8, 0.7, 12.0, 0, line=None).advance(outcomes, np.ones(outcomes.size, dtype=bool))
     gated = SequentialTest(0.8, 0.7, 12.0, 0, line=0.75, z=3.0).advance(outcomes, np.ones(outcomes.size, dtype=bool))
     assert ungated and gated and gated[0].index > ungated[0].index
-    from monitor.wilson import wilson_interval
+    from decaywatch.monitor.wilson import wilson_interval
 
     assert wilson_interval(gated[0].span_correct, gated[0].span_count, 3.0)[1] < 0.75
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import orjson
 
-from consumer.metrics import ServiceMetrics
-from consumer.service import MonitorService
-from monitor.config import ModelPolicy, MonitorConfig
-from monitor.engine import Monitor
+from decaywatch.consumer.metrics import ServiceMetrics
+from decaywatch.consumer.service import MonitorService
+from decaywatch.monitor.config import ModelPolicy, MonitorConfig
+from decaywatch.monitor.engine import Monitor
 from tests.unit.fakes import MemoryAlertSink, MemoryDeadLetters, MemorySource
 
 

@@ -6,11 +6,11 @@ from typing import Any
 
 import orjson
 
-from consumer.metrics import ServiceMetrics
-from consumer.service import MonitorService
-from consumer.sinks import KafkaAlertSink, KafkaDeadLetterSink
-from monitor.config import ModelPolicy, MonitorConfig
-from monitor.engine import Monitor
+from decaywatch.consumer.metrics import ServiceMetrics
+from decaywatch.consumer.service import MonitorService
+from decaywatch.consumer.sinks import KafkaAlertSink, KafkaDeadLetterSink
+from decaywatch.monitor.config import ModelPolicy, MonitorConfig
+from decaywatch.monitor.engine import Monitor
 from tests.unit.fakes import MemorySource
 
 

@@ -15,13 +15,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor import state
-from monitor.alert import AlertTransition
-from monitor.config import MetricRule, ModelPolicy, MonitorConfig
-from monitor.engine import Monitor
-from monitor.schema import validate
-from monitor.snapshot import ModelSnapshot
-from monitor.tracker import ModelTracker
+from decaywatch.monitor import state
+from decaywatch.monitor.alert import AlertTransition
+from decaywatch.monitor.config import MetricRule, ModelPolicy, MonitorConfig
+from decaywatch.monitor.engine import Monitor
+from decaywatch.monitor.schema import validate
+from decaywatch.monitor.snapshot import ModelSnapshot
+from decaywatch.monitor.tracker import ModelTracker
 
 SMALL: dict[str, Any] = {
     "windows": (20, 150),  # the 150 ring grows while it fills

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import orjson
 
-from consumer.changelog import MemoryStateStore
-from consumer.metrics import ServiceMetrics
-from consumer.service import MonitorService
-from consumer.source import RawBatch
-from monitor.config import ModelPolicy, MonitorConfig
-from monitor.engine import Monitor
+from decaywatch.consumer.changelog import MemoryStateStore
+from decaywatch.consumer.metrics import ServiceMetrics
+from decaywatch.consumer.service import MonitorService
+from decaywatch.consumer.source import RawBatch
+from decaywatch.monitor.config import ModelPolicy, MonitorConfig
+from decaywatch.monitor.engine import Monitor
 from tests.unit.fakes import MemoryAlertSink, MemoryDeadLetters
 
 POLICY = ModelPolicy(baseline=0.85, windows=(50, 200), min_samples=20)

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.config import ModelPolicy, MonitorConfig
-from monitor.engine import Monitor
-from monitor.schema import validate
-from monitor.timewindow import TimeWindow, late_mask, parse_duration
+from decaywatch.monitor.config import ModelPolicy, MonitorConfig
+from decaywatch.monitor.engine import Monitor
+from decaywatch.monitor.schema import validate
+from decaywatch.monitor.timewindow import TimeWindow, late_mask, parse_duration
 
 
 @settings(max_examples=300, deadline=None)
@@ -80,9 +80,9 @@ def test_late_events_are_counted_and_left_out_of_time_windows_only() -> None:
 
 
 def test_weekly_decline_of_the_lesson_is_visible_in_a_7d_window() -> None:
-    from producer.encode import event_dicts
-    from producer.scenario import parse_models
-    from producer.stream import generate_all
+    from decaywatch.producer.encode import event_dicts
+    from decaywatch.producer.scenario import parse_models
+    from decaywatch.producer.stream import generate_all
 
     [stream] = generate_all(parse_models("m=lesson"), seed=1)
     monitor = Monitor(MonitorConfig(ModelPolicy(baseline=0.85, baseline_date="2024-01-01")))

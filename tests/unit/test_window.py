@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.window import CountWindow
+from decaywatch.monitor.window import CountWindow
 
 
 @settings(max_examples=300, deadline=None)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import TextIO
 
-from monitor.snapshot import ModelSnapshot
+from decaywatch.monitor.snapshot import ModelSnapshot
 
 
 def _pct(value: float | None) -> str:
