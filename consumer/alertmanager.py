@@ -131,9 +131,7 @@ def describe(event: Mapping[str, Any]) -> str:
     if event.get("lower_bound") is not None and event.get("upper_bound") is not None:
         interval = f" (95% interval {event['lower_bound']:.3f}-{event['upper_bound']:.3f})"
     window = (
-        f", {event['window_accuracy']:.3f} over the last {event['window']}"
-        if event.get("window_accuracy") is not None
-        else ""
+        f", {event['window_accuracy']:.3f} over the last {event['window']}" if event.get("window_accuracy") is not None else ""
     )
     since = f" ({event['baseline_date']})" if event.get("baseline_date") else ""
     floor = f", floor {event['floor']:.3f}" if event.get("floor") is not None else ""
@@ -279,9 +277,7 @@ class AlertmanagerSink:
         now = self._clock()
         with self._cond:
             batch = [
-                (alert_id, alert)
-                for alert_id, alert in self._alerts.items()
-                if alert.due.get(endpoint.url, math.inf) <= now
+                (alert_id, alert) for alert_id, alert in self._alerts.items() if alert.due.get(endpoint.url, math.inf) <= now
             ]
         if not batch:
             return

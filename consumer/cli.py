@@ -67,9 +67,7 @@ def add_service_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str
         help="HTTP port for /metrics, /healthz, /readyz, /models (0 = pick a free one and print it)",
     )
     group.add_argument("--metrics-addr", default=_env(env, "--metrics-addr", "0.0.0.0"), help="HTTP bind address")
-    group.add_argument(
-        "--batch-size", type=int, default=int(_env(env, "--batch-size", "5000")), help="most records per poll"
-    )
+    group.add_argument("--batch-size", type=int, default=int(_env(env, "--batch-size", "5000")), help="most records per poll")
     group.add_argument(
         "--log-format", choices=("text", "json"), default=_env(env, "--log-format", "text"), help="log line format"
     )
@@ -91,8 +89,12 @@ def add_service_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str
         default=int(_env(env, "--session-timeout-ms", "0")) or None,
         help="how soon the group notices a dead monitor (default kafka-python's 45000)",
     )
-    group.add_argument("--metrics-certfile", default=_env(env, "--metrics-certfile", "") or None, help="serve HTTPS with this certificate (PEM)")
-    group.add_argument("--metrics-keyfile", default=_env(env, "--metrics-keyfile", "") or None, help="the certificate's private key (PEM)")
+    group.add_argument(
+        "--metrics-certfile", default=_env(env, "--metrics-certfile", "") or None, help="serve HTTPS with this certificate (PEM)"
+    )
+    group.add_argument(
+        "--metrics-keyfile", default=_env(env, "--metrics-keyfile", "") or None, help="the certificate's private key (PEM)"
+    )
     group.add_argument(
         "--metrics-client-cafile",
         default=_env(env, "--metrics-client-cafile", "") or None,

@@ -89,9 +89,7 @@ class HttpServer:
         if tls is not None:
             # The handshake happens in the request's own thread, not in accept() on the server loop:
             # a client that connects and stays silent must not hold up everyone else's scrapes.
-            self._server.socket = tls.context().wrap_socket(
-                self._server.socket, server_side=True, do_handshake_on_connect=False
-            )
+            self._server.socket = tls.context().wrap_socket(self._server.socket, server_side=True, do_handshake_on_connect=False)
             self._scheme = "https"
         self._thread = threading.Thread(target=self._server.serve_forever, name="decaywatch-http", daemon=True)
 

@@ -61,10 +61,14 @@ class SnapshotCollector(Collector):
             "decaywatch_accuracy_drop_ratio", "Baseline accuracy minus rolling accuracy.", labels=window_labels
         )
         lower = GaugeMetricFamily(
-            "decaywatch_accuracy_lower_bound_ratio", "Lower bound of the 95% Wilson interval of the window's accuracy.", labels=window_labels
+            "decaywatch_accuracy_lower_bound_ratio",
+            "Lower bound of the 95% Wilson interval of the window's accuracy.",
+            labels=window_labels,
         )
         upper = GaugeMetricFamily(
-            "decaywatch_accuracy_upper_bound_ratio", "Upper bound of the 95% Wilson interval of the window's accuracy.", labels=window_labels
+            "decaywatch_accuracy_upper_bound_ratio",
+            "Upper bound of the 95% Wilson interval of the window's accuracy.",
+            labels=window_labels,
         )
         statistic = GaugeMetricFamily(
             "decaywatch_rule_evidence",
@@ -75,7 +79,9 @@ class SnapshotCollector(Collector):
             "decaywatch_rule_firing", "1 while the rule's alert is firing for the model, else 0.", labels=["model", "rule"]
         )
         needed = GaugeMetricFamily(
-            "decaywatch_rule_evidence_threshold", "Evidence the sequential rule needs to fire or resolve.", labels=["model", "rule"]
+            "decaywatch_rule_evidence_threshold",
+            "Evidence the sequential rule needs to fire or resolve.",
+            labels=["model", "rule"],
         )
         binary = {
             "precision": GaugeMetricFamily(
@@ -84,9 +90,13 @@ class SnapshotCollector(Collector):
             "recall": GaugeMetricFamily(
                 "decaywatch_recall_ratio", "Recall of the positive class over the count window.", labels=window_labels
             ),
-            "f1": GaugeMetricFamily("decaywatch_f1_ratio", "F1 of the positive class over the count window.", labels=window_labels),
+            "f1": GaugeMetricFamily(
+                "decaywatch_f1_ratio", "F1 of the positive class over the count window.", labels=window_labels
+            ),
             "brier": GaugeMetricFamily(
-                "decaywatch_brier_score", "Mean squared error of the score over the count window (lower is better).", labels=window_labels
+                "decaywatch_brier_score",
+                "Mean squared error of the score over the count window (lower is better).",
+                labels=window_labels,
             ),
         }
         window_events = GaugeMetricFamily(
@@ -98,9 +108,7 @@ class SnapshotCollector(Collector):
             "Alert when baseline minus accuracy exceeds this.",
             labels=["model"],
         )
-        floor = GaugeMetricFamily(
-            "decaywatch_accuracy_floor_ratio", "Alert when accuracy is at or below this.", labels=["model"]
-        )
+        floor = GaugeMetricFamily("decaywatch_accuracy_floor_ratio", "Alert when accuracy is at or below this.", labels=["model"])
         degraded = GaugeMetricFamily(
             "decaywatch_degraded", "1 while a degradation alert is firing for the model, else 0.", labels=["model"]
         )
@@ -165,7 +173,23 @@ class SnapshotCollector(Collector):
             late.add_metric([m.model], m.late_events)
             for status in ("firing", "resolved"):
                 alerts.add_metric([m.model, status], self._alerts.get((m.model, status), 0))
-        yield from (accuracy, lower, upper, statistic, needed, rule_firing, drop, window_events, baseline, threshold, floor, degraded, below_floor, last_event, processed)
+        yield from (
+            accuracy,
+            lower,
+            upper,
+            statistic,
+            needed,
+            rule_firing,
+            drop,
+            window_events,
+            baseline,
+            threshold,
+            floor,
+            degraded,
+            below_floor,
+            last_event,
+            processed,
+        )
         tracked = GaugeMetricFamily("decaywatch_tracked_models", "Models tracked now (bounded by [limits] max_models).")
         tracked.add_metric([], len(models))
         yield tracked
@@ -191,10 +215,14 @@ class ServiceMetrics:
             self.invalid_events.labels(reason)  # export zeros, so rate() works from the first rejection
         self.batches = Counter("decaywatch_batches", "Batches polled, processed and committed.", registry=self.registry)
         self.state_restore_seconds = Gauge(
-            "decaywatch_state_restore_seconds", "How long the last restore of moved partitions' model state took.", registry=self.registry
+            "decaywatch_state_restore_seconds",
+            "How long the last restore of moved partitions' model state took.",
+            registry=self.registry,
         )
         self.restored_models = Counter(
-            "decaywatch_restored_models", "Models restored from the state changelog after partitions moved here.", registry=self.registry
+            "decaywatch_restored_models",
+            "Models restored from the state changelog after partitions moved here.",
+            registry=self.registry,
         )
         self.undelivered_batches = Counter(
             "decaywatch_undelivered_batches",
@@ -251,8 +279,16 @@ class DeliveryCollector(Collector):
         pending.add_metric([], getattr(sink, "pending"))
         yield pending
         for name, attribute, text in (
-            ("decaywatch_alertmanager_delivered_alerts", "delivered", "Alerts acknowledged by an Alertmanager (each re-send counts)."),
-            ("decaywatch_alertmanager_failed_attempts", "failed_attempts", "Pushes to an Alertmanager that failed and will be retried."),
+            (
+                "decaywatch_alertmanager_delivered_alerts",
+                "delivered",
+                "Alerts acknowledged by an Alertmanager (each re-send counts).",
+            ),
+            (
+                "decaywatch_alertmanager_failed_attempts",
+                "failed_attempts",
+                "Pushes to an Alertmanager that failed and will be retried.",
+            ),
             ("decaywatch_alertmanager_rejected_alerts", "rejected", "Alerts an Alertmanager refused (4xx); not retried."),
             ("decaywatch_alertmanager_dropped_alerts", "dropped", "Alerts forgotten because too many were outstanding."),
         ):

@@ -126,7 +126,9 @@ class ValueWindowJudge:
     Worse means lower, except for the Brier score (a loss), where it means higher.
     """
 
-    def __init__(self, metric: str, baseline: float, threshold: float, min_samples: int, recovery_margin: float, cooldown: int) -> None:
+    def __init__(
+        self, metric: str, baseline: float, threshold: float, min_samples: int, recovery_margin: float, cooldown: int
+    ) -> None:
         self.metric, self.baseline, self.threshold = metric, baseline, threshold
         self.min_samples, self.recovery_margin, self.cooldown = min_samples, recovery_margin, cooldown
         self._episode = EpisodeState()

@@ -112,7 +112,9 @@ class ModelPolicy:
         if self.rule_window is not None and self.rule_window not in self.windows:
             raise ConfigError(f"rule_window {self.rule_window} is not one of the windows {list(self.windows)}")
         if self.min_samples < 1 or self.min_samples > self.judged_window:
-            raise ConfigError(f"min_samples must be between 1 and the judged window ({self.judged_window}), not {self.min_samples}")
+            raise ConfigError(
+                f"min_samples must be between 1 and the judged window ({self.judged_window}), not {self.min_samples}"
+            )
         if self.learn_baseline_from < 1:
             raise ConfigError(f"learn_baseline_from must be at least 1, not {self.learn_baseline_from}")
         if not 0.0 <= self.recovery_margin < 1.0:

@@ -237,17 +237,48 @@ class _ArrayReader:
 
 _COVERED: Final[dict[type, frozenset[str]]] = {
     ModelTracker: frozenset(
-        {"model", "policy", "windows", "baseline", "judges", "time_windows", "allowed_lateness", "watermark",
-         "late_events", "alert_ids", "binary", "metric_rules", "_binary_seen", "events", "labeled", "correct",
-         "last_event_time"}
+        {
+            "model",
+            "policy",
+            "windows",
+            "baseline",
+            "judges",
+            "time_windows",
+            "allowed_lateness",
+            "watermark",
+            "late_events",
+            "alert_ids",
+            "binary",
+            "metric_rules",
+            "_binary_seen",
+            "events",
+            "labeled",
+            "correct",
+            "last_event_time",
+        }
     ),
     CountWindow: frozenset({"size", "_bits", "_times", "_next", "_count", "_correct"}),
     TimeWindow: frozenset({"span", "buckets", "width", "_correct", "_count", "_newest"}),
     Baseline: frozenset({"learn_from", "value", "measured_at", "_seen", "_correct"}),
     SequentialJudge: frozenset({"name", "_test"}),
     SequentialTest: frozenset(
-        {"good", "bad", "evidence", "cooldown", "line", "z", "_right", "_wrong", "_limit", "firing", "_statistic",
-         "_span_correct", "_span_count", "_quiet", "_span_start_time"}
+        {
+            "good",
+            "bad",
+            "evidence",
+            "cooldown",
+            "line",
+            "z",
+            "_right",
+            "_wrong",
+            "_limit",
+            "firing",
+            "_statistic",
+            "_span_correct",
+            "_span_count",
+            "_quiet",
+            "_span_start_time",
+        }
     ),
     WindowJudge: frozenset({"name", "_rule", "_baseline", "_cooldown", "_episode", "_quiet"}),
     ValueWindowJudge: frozenset(
@@ -303,8 +334,10 @@ def _restore(t: ModelTracker, s: dict[str, Any], arrays: _ArrayReader) -> None:
     t.judges = _restored_judges(t, s["judges"])
     t.alert_ids = {_str(name): _str(alert) for name, alert in s["alert_ids"]}
     if (t.binary is None) != (s["binary"] is None):
-        raise StateMismatch(f"binary windows: {'none' if s['binary'] is None else 'some'} in the checkpoint, "
-                            f"{'none' if t.binary is None else 'some'} now")
+        raise StateMismatch(
+            f"binary windows: {'none' if s['binary'] is None else 'some'} in the checkpoint, "
+            f"{'none' if t.binary is None else 'some'} now"
+        )
     if t.binary is not None:
         _same_keys("binary windows", list(t.binary), [size for size, _ in s["binary"]])
         for (size, bw), (_, rings) in zip(t.binary.items(), s["binary"]):
@@ -358,12 +391,20 @@ def _restore_count_window(w: CountWindow, s: dict[str, Any], arrays: _ArrayReade
 
 
 def _time_window(w: TimeWindow, arrays: _ArrayWriter) -> dict[str, Any]:
-    return {"span": w.span, "buckets": w.buckets, "correct": arrays.add(w._correct), "count": arrays.add(w._count), "newest": w._newest}
+    return {
+        "span": w.span,
+        "buckets": w.buckets,
+        "correct": arrays.add(w._correct),
+        "count": arrays.add(w._count),
+        "newest": w._newest,
+    }
 
 
 def _restore_time_window(w: TimeWindow, s: dict[str, Any], arrays: _ArrayReader, what: str) -> None:
     if s["span"] != w.span or s["buckets"] != w.buckets:
-        raise StateMismatch(f"{what}: {s['buckets']} buckets over {s['span']} s in the checkpoint, {w.buckets} over {w.span} s now")
+        raise StateMismatch(
+            f"{what}: {s['buckets']} buckets over {s['span']} s in the checkpoint, {w.buckets} over {w.span} s now"
+        )
     correct, count = arrays.get(s["correct"], w._correct.dtype, what), arrays.get(s["count"], w._count.dtype, what)
     if correct.size != w.buckets or count.size != w.buckets:
         raise CorruptState(f"{what}: {correct.size} and {count.size} buckets, not {w.buckets}")

@@ -11,7 +11,16 @@ from decaywatch.monitor.alert import DEGRADED_MESSAGE, FIRING, RESOLVED, STABLE_
 from decaywatch.monitor.baseline import Baseline, exact
 from decaywatch.monitor.binary import BinaryOutcomes, BinaryWindow, ValueWindowJudge
 from decaywatch.monitor.config import MetricRule, ModelPolicy
-from decaywatch.monitor.rule import DEGRADATION, FLOOR, Judge, Judgement, SequentialJudge, degradation_judge, floor_judge, sequential_judge
+from decaywatch.monitor.rule import (
+    DEGRADATION,
+    FLOOR,
+    Judge,
+    Judgement,
+    SequentialJudge,
+    degradation_judge,
+    floor_judge,
+    sequential_judge,
+)
 from decaywatch.monitor.snapshot import ModelSnapshot, RuleSnapshot, WindowSnapshot
 from decaywatch.monitor.timewindow import TimeWindow, late_mask, parse_duration
 from decaywatch.monitor.wilson import wilson_interval
@@ -41,9 +50,7 @@ class ModelTracker:
         self.watermark: float | None = None
         self.late_events = 0
         self.alert_ids: dict[str, str] = {}
-        self.binary = (
-            {size: BinaryWindow(size) for size in self.windows} if policy.positive_label is not None else None
-        )
+        self.binary = {size: BinaryWindow(size) for size in self.windows} if policy.positive_label is not None else None
         self.metric_rules: dict[str, tuple[MetricRule, SequentialJudge | ValueWindowJudge]] = {
             rule.name: (rule, _metric_judge(rule, policy)) for rule in policy.rules
         }
@@ -118,13 +125,18 @@ class ModelTracker:
         transitions: list[AlertTransition] = []
         for name, (rule, judge) in self.metric_rules.items():
             if isinstance(judge, ValueWindowJudge):
-                moves = [(v.index, v.firing, v.value, v.support, None) for v in judge.advance(judged.values[rule.metric], judged.support[rule.metric])]
+                moves = [
+                    (v.index, v.firing, v.value, v.support, None)
+                    for v in judge.advance(judged.values[rule.metric], judged.support[rule.metric])
+                ]
             else:
                 moves = self._sequential_metric(rule, judge, batch)
             for j, firing, value, support, statistic in moves:
                 if firing:
                     self.alert_ids[name] = alert_id(self.model, name, ordinal_before + j + 1)
-                transitions.append(self._metric_transition(rule, firing, value, support, statistic, float(times[j]), int(sources[j])))
+                transitions.append(
+                    self._metric_transition(rule, firing, value, support, statistic, float(times[j]), int(sources[j]))
+                )
                 if not firing:
                     del self.alert_ids[name]
         return transitions
@@ -173,7 +185,9 @@ class ModelTracker:
             metric=rule.metric,
         )
 
-    def _span_start(self, judgement: Judgement, judged: CountWindow, j: int, n_j: int, times: npt.NDArray[np.float64]) -> float | None:
+    def _span_start(
+        self, judgement: Judgement, judged: CountWindow, j: int, n_j: int, times: npt.NDArray[np.float64]
+    ) -> float | None:
         """Event time of the first event behind a judgement (window rule: the window's oldest event)."""
         if judgement.statistic is None:
             return judged.oldest_time(j, n_j, times)

@@ -22,7 +22,9 @@ Z_95: Final = 1.959963984540054
 ArrayLike = npt.NDArray[np.float64] | npt.NDArray[np.int64] | int | float
 
 
-def wilson_interval(correct: ArrayLike, count: ArrayLike, z: float = Z_95) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+def wilson_interval(
+    correct: ArrayLike, count: ArrayLike, z: float = Z_95
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Lower and upper bound of the success rate ``correct / count`` (NaN where ``count`` is 0)."""
     k = np.asarray(correct, dtype=np.float64)
     n = np.asarray(count, dtype=np.float64)

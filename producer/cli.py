@@ -62,10 +62,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--bootstrap-servers",
         metavar="HOST:PORT[,...]",
-        help=(
-            f"Kafka bootstrap servers (default: ${BOOTSTRAP_ENV[0]}, else ${BOOTSTRAP_ENV[1]}, "
-            f"else {DEFAULT_BOOTSTRAP})"
-        ),
+        help=(f"Kafka bootstrap servers (default: ${BOOTSTRAP_ENV[0]}, else ${BOOTSTRAP_ENV[1]}, else {DEFAULT_BOOTSTRAP})"),
     )
     add_security_arguments(parser.add_argument_group("Kafka security (each flag falls back to its environment variable)"))
     parser.add_argument("--topic", default=DEFAULT_TOPIC, help=f"topic to send to (default: {DEFAULT_TOPIC})")
@@ -76,9 +73,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help=f"models and their scenarios (default: {DEFAULT_MODELS})",
     )
     parser.add_argument("--seed", type=int, default=42, help="random seed; same seed, same bytes (default: 42)")
-    parser.add_argument(
-        "--count", type=int, metavar="N", help="events per model (default: each scenario's natural length)"
-    )
+    parser.add_argument("--count", type=int, metavar="N", help="events per model (default: each scenario's natural length)")
     parser.add_argument(
         "--rate",
         type=float,
@@ -87,9 +82,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--manifest", metavar="FILE", help="write the ground truth (JSON) here before sending")
     where = parser.add_mutually_exclusive_group()
-    where.add_argument(
-        "--dry-run", action="store_true", help="send nothing: write the manifest and show what would be sent"
-    )
+    where.add_argument("--dry-run", action="store_true", help="send nothing: write the manifest and show what would be sent")
     where.add_argument(
         "--jsonl",
         metavar="FILE",
@@ -238,9 +231,7 @@ def _produce(
     _print_manifest_path(args.manifest, report_to)
     if report.failed:
         first = f" (first: {report.errors[0]})" if report.errors else ""
-        print(
-            f"decaywatch produce: error: {report.failed} of {report.total} events failed delivery{first}", file=stderr
-        )
+        print(f"decaywatch produce: error: {report.failed} of {report.total} events failed delivery{first}", file=stderr)
         return 1
     if report.flush_error:
         print(f"decaywatch produce: error: final flush failed: {report.flush_error}", file=stderr)

@@ -171,8 +171,7 @@ def build_manifest(
     """
     if [s.model for s in streams] != [s.model for s in specs]:
         raise ValueError(
-            f"streams {[s.model for s in streams]} do not match specs {[s.model for s in specs]} "
-            "(same models, same order)"
+            f"streams {[s.model for s in streams]} do not match specs {[s.model for s in specs]} (same models, same order)"
         )
     if any(len(s) == 0 for s in streams):
         raise ValueError("every stream needs at least one event")

@@ -346,8 +346,7 @@ class Gradual(_ConceptDrift):
         start, span = self._ramp(count)
         if start + span > count:
             raise SpecError(
-                f"gradual: the ramp start={start}, span={span} ends at {start + span}, "
-                f"beyond the stream's {count} events"
+                f"gradual: the ramp start={start}, span={span} ends at {start + span}, beyond the stream's {count} events"
             )
         return dataclasses.replace(self, start=start, span=span)
 

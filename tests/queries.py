@@ -51,9 +51,7 @@ def exported_metrics() -> frozenset[str]:
     each family's type, as the exposition format writes them.
     """
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
-    return frozenset(
-        family.name + suffix for family in ServiceMetrics().registry.collect() for suffix in suffixes[family.type]
-    )
+    return frozenset(family.name + suffix for family in ServiceMetrics().registry.collect() for suffix in suffixes[family.type])
 
 
 def metric_names(expr: str) -> set[str]:

@@ -77,8 +77,7 @@ def add_kafka_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, s
         "--bootstrap-servers",
         default=bootstrap,
         action=_Given,
-        help="comma-separated host:port list "
-        f"(env DECAYWATCH_BOOTSTRAP_SERVERS or KAFKA_BOOTSTRAP_SERVERS; default {bootstrap})",
+        help=f"comma-separated host:port list (env DECAYWATCH_BOOTSTRAP_SERVERS or KAFKA_BOOTSTRAP_SERVERS; default {bootstrap})",
     )
     parser.set_defaults(**{_BOOTSTRAP_SOURCE: "env" if from_env else "default"})
     add_security_arguments(group, environ)

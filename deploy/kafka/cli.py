@@ -45,9 +45,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="client (PLAINTEXT) port (default 9092)")
-    parser.add_argument(
-        "--controller-port", type=int, help="KRaft controller port (default 19093; 9093 is Alertmanager's)"
-    )
+    parser.add_argument("--controller-port", type=int, help="KRaft controller port (default 19093; 9093 is Alertmanager's)")
     parser.add_argument(
         "--sasl-port",
         type=int,
@@ -59,7 +57,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         type=_scram_user,
         metavar="NAME:PASSWORD",
         help="a SCRAM user for the SASL listener (repeatable); created when storage is first formatted, "
-        "so later changes need a fresh --data-dir. Passwords may not contain , [ ] \" \\ or spaces",
+        'so later changes need a fresh --data-dir. Passwords may not contain , [ ] " \\ or spaces',
     )
     parser.add_argument(
         "--scram-mechanism",

@@ -160,9 +160,7 @@ class BrokerSettings:
                 )
 
     @classmethod
-    def from_environment(
-        cls, environ: Mapping[str, str] | None = None, **overrides: Any
-    ) -> BrokerSettings:
+    def from_environment(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> BrokerSettings:
         """Settings with directories taken from the environment (the CLI's and fixtures' entry point).
 
         ``$DECAYWATCH_CACHE_DIR`` (default ``~/.cache/decaywatch``) holds the
@@ -173,9 +171,7 @@ class BrokerSettings:
         env = os.environ if environ is None else environ
         base = Path("~/.cache/decaywatch").expanduser()
         values: dict[str, Any] = {
-            "cache_dir": Path(env["DECAYWATCH_CACHE_DIR"]).expanduser()
-            if env.get("DECAYWATCH_CACHE_DIR")
-            else base,
+            "cache_dir": Path(env["DECAYWATCH_CACHE_DIR"]).expanduser() if env.get("DECAYWATCH_CACHE_DIR") else base,
             "data_dir": Path(env["DECAYWATCH_KAFKA_DIR"]).expanduser()
             if env.get("DECAYWATCH_KAFKA_DIR")
             else base / "kafka-broker",
@@ -292,8 +288,7 @@ def _sasl_listener_properties(mechanisms: tuple[str, ...]) -> list[str]:
     prefix = f"listener.name.{SASL_LISTENER.lower()}"
     lines = [f"{prefix}.sasl.enabled.mechanisms={','.join(mechanisms)}"]
     lines += [
-        f"{prefix}.{mechanism.lower()}.sasl.jaas.config="
-        "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        f"{prefix}.{mechanism.lower()}.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;"
         for mechanism in mechanisms
     ]
     return lines
@@ -436,10 +431,17 @@ class LocalKafka:
             if pid is not None:
                 bootstrap = self._running_bootstrap()
                 if bootstrap != settings.bootstrap_servers:
-                    log.warning("Broker in %s already runs at %s, not %s",
-                                settings.data_dir, bootstrap, settings.bootstrap_servers)
-                return BrokerInfo(bootstrap, pid, settings.log_path, time.monotonic() - began,
-                                  already_running=True, sasl_bootstrap_servers=self._running_sasl_bootstrap())
+                    log.warning(
+                        "Broker in %s already runs at %s, not %s", settings.data_dir, bootstrap, settings.bootstrap_servers
+                    )
+                return BrokerInfo(
+                    bootstrap,
+                    pid,
+                    settings.log_path,
+                    time.monotonic() - began,
+                    already_running=True,
+                    sasl_bootstrap_servers=self._running_sasl_bootstrap(),
+                )
             java = self._require("java", "to run the Kafka broker (install a JDK 17 or newer)")
             for port in (settings.port, settings.controller_port, settings.sasl_port):
                 if port is not None:
@@ -456,8 +458,13 @@ class LocalKafka:
             self._wait_until_started(process, deadline, timeout)
         elapsed = time.monotonic() - began
         log.info("Kafka broker up at %s (pid %d) in %.1f s", settings.bootstrap_servers, process.pid, elapsed)
-        return BrokerInfo(settings.bootstrap_servers, process.pid, settings.log_path, elapsed,
-                          sasl_bootstrap_servers=settings.sasl_bootstrap_servers)
+        return BrokerInfo(
+            settings.bootstrap_servers,
+            process.pid,
+            settings.log_path,
+            elapsed,
+            sasl_bootstrap_servers=settings.sasl_bootstrap_servers,
+        )
 
     def stop(self, timeout: float = 30.0) -> bool:
         """Stop our broker: SIGTERM (Kafka shuts down cleanly), SIGKILL if it outlives ``timeout``.
@@ -488,10 +495,12 @@ class LocalKafka:
         pid = self._running_pid()
         settings = self.settings
         if pid is None:
-            return BrokerStatus(False, None, settings.bootstrap_servers, settings.log_path, settings.data_dir,
-                                settings.sasl_bootstrap_servers)
-        return BrokerStatus(True, pid, self._running_bootstrap(), settings.log_path, settings.data_dir,
-                            self._running_sasl_bootstrap())
+            return BrokerStatus(
+                False, None, settings.bootstrap_servers, settings.log_path, settings.data_dir, settings.sasl_bootstrap_servers
+            )
+        return BrokerStatus(
+            True, pid, self._running_bootstrap(), settings.log_path, settings.data_dir, self._running_sasl_bootstrap()
+        )
 
     def scram_credentials(self) -> list[tuple[str, str]]:
         """``(mechanism, user name)`` pairs written into storage when it was formatted (empty if none or not yet)."""
@@ -534,8 +543,12 @@ class LocalKafka:
             *scram_format_arguments(settings), heap_mb=256,
         )  # fmt: skip
         log.info("Formatting Kafka storage in %s (cluster id %s)", settings.storage_dir, cluster_id)
-        _run(command, timeout=max(deadline - time.monotonic(), 1.0), what="Formatting Kafka storage",
-             secrets=tuple(settings.scram_users.values()))
+        _run(
+            command,
+            timeout=max(deadline - time.monotonic(), 1.0),
+            what="Formatting Kafka storage",
+            secrets=tuple(settings.scram_users.values()),
+        )
         _write_atomically(settings.scram_record_path, _scram_record(settings))
 
     def _warn_if_scram_users_changed(self) -> None:
@@ -560,9 +573,7 @@ class LocalKafka:
         settings = self.settings
         if settings.log_path.exists():  # keep the previous run's log for post-mortems
             settings.log_path.replace(settings.log_path.with_name(settings.log_path.name + ".1"))
-        command = self._java_command(
-            java, libs, "kafka.Kafka", str(settings.properties_path), heap_mb=settings.heap_mb
-        )
+        command = self._java_command(java, libs, "kafka.Kafka", str(settings.properties_path), heap_mb=settings.heap_mb)
         with open(settings.log_path, "wb") as log_file:
             process = subprocess.Popen(
                 command,
@@ -587,7 +598,7 @@ class LocalKafka:
                 position += len(chunk)
                 if STARTED_MARKER in carry + chunk:
                     return
-                carry = (carry + chunk)[-len(STARTED_MARKER):]
+                carry = (carry + chunk)[-len(STARTED_MARKER) :]
                 code = process.poll()
                 if code is not None:
                     self.settings.pid_path.unlink(missing_ok=True)
@@ -598,8 +609,7 @@ class LocalKafka:
                 if time.monotonic() >= deadline:
                     self._kill(process)
                     raise KafkaRunnerError(
-                        f"Kafka broker did not report 'Kafka Server started' within {timeout:g} s "
-                        f"and was killed; see {log_path}",
+                        f"Kafka broker did not report 'Kafka Server started' within {timeout:g} s and was killed; see {log_path}",
                         _tail_file(log_path),
                     )
                 time.sleep(0.1)

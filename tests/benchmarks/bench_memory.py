@@ -128,7 +128,9 @@ def main() -> None:
     for messages, rss, models in run(args.events, args.invented, args.max_models, args.idle_expiry):
         if messages in marks:
             rate = messages / (time.perf_counter() - started)
-            print(f"after {messages:>11,} events: RSS {rss:7.1f} MiB, {models:,} models tracked, {rate:,.0f} events/s", flush=True)
+            print(
+                f"after {messages:>11,} events: RSS {rss:7.1f} MiB, {models:,} models tracked, {rate:,.0f} events/s", flush=True
+            )
 
 
 if __name__ == "__main__":

@@ -144,7 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--minutes", type=float, default=3.0, help="stop starting new rounds after this long (default 3)")
     parser.add_argument("--rounds", type=int, default=None, help="stop after this many rounds (default: only the time limit)")
     parser.add_argument("--examples", type=int, default=200, help="service examples per round (default 200)")
-    parser.add_argument("--decoder-examples", type=int, default=10, help=f"decoder batches of {DECODER_BATCH:,} per round (default 10)")
+    parser.add_argument(
+        "--decoder-examples", type=int, default=10, help=f"decoder batches of {DECODER_BATCH:,} per round (default 10)"
+    )
     parser.add_argument("--seed", type=int, default=None, help="seed of the first round (round i uses seed + i); default random")
     return parser
 
@@ -152,8 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     logging.disable(logging.WARNING)  # the service logs every rejection batch and the model cap: thousands of lines
     first_seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
-    print(f"fuzz campaign: {args.minutes:g} min, {args.examples} service and {args.decoder_examples} decoder examples a round, "
-          f"first seed {first_seed}", flush=True)
+    print(
+        f"fuzz campaign: {args.minutes:g} min, {args.examples} service and {args.decoder_examples} decoder examples a round, "
+        f"first seed {first_seed}",
+        flush=True,
+    )
     campaign = Campaign()
     started = time.monotonic()
     deadline = started + args.minutes * 60.0
@@ -165,14 +170,20 @@ def run(args: argparse.Namespace) -> int:
             decoder_round(campaign, round_seed, args.decoder_examples)
         except Exception:  # a violated property: hypothesis has shrunk it; report and stop
             traceback.print_exc()
-            print(f"\nFAILED in round {rounds} (seed {round_seed}); replay: "
-                  f"python -m tests.benchmarks.fuzz_campaign --seed {round_seed} --rounds 1 --examples {args.examples}", flush=True)
+            print(
+                f"\nFAILED in round {rounds} (seed {round_seed}); replay: "
+                f"python -m tests.benchmarks.fuzz_campaign --seed {round_seed} --rounds 1 --examples {args.examples}",
+                flush=True,
+            )
             print("\n".join(campaign.summary(time.monotonic() - started)))
             return 1
         rounds += 1
-        print(f"round {rounds} (seed {round_seed}): {campaign.examples:,} examples, {campaign.messages:,} messages, "
-              f"{campaign.bytes / 1e6:,.1f} MB, {campaign.decoder_messages:,} decoder messages, "
-              f"{time.monotonic() - started:,.0f} s", flush=True)
+        print(
+            f"round {rounds} (seed {round_seed}): {campaign.examples:,} examples, {campaign.messages:,} messages, "
+            f"{campaign.bytes / 1e6:,.1f} MB, {campaign.decoder_messages:,} decoder messages, "
+            f"{time.monotonic() - started:,.0f} s",
+            flush=True,
+        )
     print("\n".join(["", f"all properties held over {rounds} round(s)", *campaign.summary(time.monotonic() - started)]))
     return 0
 

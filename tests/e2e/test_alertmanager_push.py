@@ -58,17 +58,13 @@ def test_pushed_alert_fires_resolves_and_survives_a_restart(
         wait_until(lambda: webhook.alerts(model="churn"), timeout=15, message="the churn notification")
         assert {path for path, _ in webhook.alerts(model="churn")} == {"/chat"}
 
-        sink.publish(
-            alert_event(model="churn", alert_id="a" * 16, status="resolved", emitted_at="2025-01-01T12:05:00.000Z")
-        )
+        sink.publish(alert_event(model="churn", alert_id="a" * 16, status="resolved", emitted_at="2025-01-01T12:05:00.000Z"))
         wait_until(lambda: not am.alerts(model="churn"), timeout=15, message="the churn alert to resolve")
 
         am.stop()
         attempts = sink.failed_attempts
         sink.publish(alert_event(model="fraud", rule="floor", alert_id="b" * 16))  # while Alertmanager is down
-        wait_until(
-            lambda: sink.failed_attempts > attempts, timeout=15, message="a failed delivery to the stopped Alertmanager"
-        )
+        wait_until(lambda: sink.failed_attempts > attempts, timeout=15, message="a failed delivery to the stopped Alertmanager")
         assert sink.pending == 1
 
         am.start()

@@ -52,9 +52,20 @@ def test_monitor_pushes_fires_and_resolves_across_an_alertmanager_restart(  # ty
     monitor = processes.add(
         Monitor(
             [
-                "--bootstrap-servers", kafka_bootstrap, "--topic", topic, "--group", f"{topic}-g",
-                "--alerts-topic", f"{topic}-alerts", "--dead-letter-topic", f"{topic}-dlq",
-                "--baseline", "0.85", "--alertmanager-url", am.url,
+                "--bootstrap-servers",
+                kafka_bootstrap,
+                "--topic",
+                topic,
+                "--group",
+                f"{topic}-g",
+                "--alerts-topic",
+                f"{topic}-alerts",
+                "--dead-letter-topic",
+                f"{topic}-dlq",
+                "--baseline",
+                "0.85",
+                "--alertmanager-url",
+                am.url,
             ],  # fmt: skip
             tmp_path,
         )

@@ -66,9 +66,7 @@ class OncallRun:
 
 def create_topics(admin: KafkaAdminClient, prefix: str) -> list[str]:
     names = [unique_name(f"{prefix}-{kind}") for kind in ("predictions", "alerts", "dlq")]
-    admin.create_topics(
-        {name: {"num_partitions": 1, "replication_factor": 1} for name in names}, wait_for_metadata=True
-    )
+    admin.create_topics({name: {"num_partitions": 1, "replication_factor": 1} for name in names}, wait_for_metadata=True)
     return names
 
 
@@ -112,9 +110,7 @@ def start_prometheus(
         rule_files=shortened_rules(workdir / "rules"),
     )
     processes.add(prometheus).start()
-    wait_until(
-        lambda: prometheus.query('up{job="decaywatch"} == 1'), timeout=30, message="Prometheus scraping the monitor"
-    )
+    wait_until(lambda: prometheus.query('up{job="decaywatch"} == 1'), timeout=30, message="Prometheus scraping the monitor")
     return prometheus
 
 
@@ -178,9 +174,7 @@ def test_degraded_model_reaches_the_chat_receiver(oncall: OncallRun) -> None:
     description = alert["annotations"]["description"]
     assert "Model decayer" in description and "baseline of 85%" in description and "threshold of 10%" in description
     assert alert["annotations"]["runbook_url"].endswith("#decaywatchmodeldegraded")
-    assert [a["labels"]["model"] for a in oncall.alertmanager.alerts(alertname="DecaywatchModelDegraded")] == [
-        "decayer"
-    ]
+    assert [a["labels"]["model"] for a in oncall.alertmanager.alerts(alertname="DecaywatchModelDegraded")] == ["decayer"]
 
 
 def test_healthy_model_raises_no_alert(oncall: OncallRun) -> None:

@@ -20,9 +20,7 @@ ALERTMANAGER_CONFIG = DEPLOY / "alertmanager" / "alertmanager.yml"
 def run_tool(*argv: str | Path, cwd: Path = PROMETHEUS_DIR) -> str:
     """The tool's standard output; a non-zero exit fails the test with everything it printed."""
     done = subprocess.run([str(a) for a in argv], cwd=cwd, capture_output=True, text=True, timeout=60, check=False)
-    assert done.returncode == 0, (
-        f"{' '.join(map(str, argv))} exited with {done.returncode}:\n{done.stdout}{done.stderr}"
-    )
+    assert done.returncode == 0, f"{' '.join(map(str, argv))} exited with {done.returncode}:\n{done.stdout}{done.stderr}"
     return done.stdout
 
 

@@ -79,7 +79,9 @@ def test_monitor_and_producer_ride_out_a_broker_outage(tmp_path: Path) -> None:
         def send() -> None:
             producer = make_kafka_producer(bootstrap, delivery_timeout_ms=180_000)
             try:
-                reports.append(publish(encode_records(streams, interleave(streams)), producer, "predictions", rate=1500.0, flush_timeout=240))
+                reports.append(
+                    publish(encode_records(streams, interleave(streams)), producer, "predictions", rate=1500.0, flush_timeout=240)
+                )
             finally:
                 producer.close(timeout=30)
 

@@ -50,6 +50,7 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 30.0)
     consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
     records: list[object] = []
     try:
+
         def enough() -> bool:
             for batch in consumer.poll(timeout_ms=200).values():
                 records.extend(batch)

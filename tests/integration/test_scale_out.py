@@ -62,7 +62,13 @@ def events_for(phase: int, per_model: int) -> dict[str, list[bytes]]:
 
 
 def produce(bootstrap: str, topic: str, batch: dict[str, list[bytes]]) -> None:
-    records = [(model.encode(), value) for j in range(max(map(len, batch.values()))) for model, values in batch.items() if j < len(values) for value in [values[j]]]
+    records = [
+        (model.encode(), value)
+        for j in range(max(map(len, batch.values())))
+        for model, values in batch.items()
+        if j < len(values)
+        for value in [values[j]]
+    ]
     producer = make_kafka_producer(bootstrap)
     try:
         assert publish(records, producer, topic).ok
@@ -182,6 +188,7 @@ def test_state_moves_with_partitions_through_a_kill_and_a_new_member(kafka_boots
     consumer = KafkaConsumer(f"{topic}-alerts", bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest", group_id=None)
     seen: set[tuple[str, str]] = set()
     try:
+
         def all_alerts() -> bool:
             for records in consumer.poll(timeout_ms=500).values():
                 seen.update((orjson.loads(r.value)["alert_id"], orjson.loads(r.value)["status"]) for r in records)

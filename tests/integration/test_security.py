@@ -42,9 +42,7 @@ CLIENT_ENV = [*BOOTSTRAP_ENV] + [env_name(flag) for flag in (
 
 @pytest.fixture(scope="module")
 def sasl_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerInfo]:
-    kafka, info = start_test_broker(
-        tmp_path_factory.mktemp("kafka-sasl"), ports=3, scram_users={"alice": PASSWORD}, heap_mb=256
-    )
+    kafka, info = start_test_broker(tmp_path_factory.mktemp("kafka-sasl"), ports=3, scram_users={"alice": PASSWORD}, heap_mb=256)
     try:
         yield info
     finally:

@@ -207,9 +207,7 @@ def test_firing_alerts_are_resent_until_resolved(ams: FakeAlertmanagers, clock: 
     sink.publish(alert_event(status="resolved", emitted_at="2025-01-01T12:30:00.000Z"))
     assert sink.run_pending() is None  # resolved and acknowledged: nothing left to send, ever
     resolved = ams.posts[-1][1]
-    assert [(a["startsAt"], a["endsAt"]) for a in resolved] == [
-        ("2025-01-01T12:00:00.000Z", "2025-01-01T12:30:00.000Z")
-    ]
+    assert [(a["startsAt"], a["endsAt"]) for a in resolved] == [("2025-01-01T12:00:00.000Z", "2025-01-01T12:30:00.000Z")]
     clock.advance(3600.0)
     sink.run_pending()
     assert len(ams.posts) == 3

@@ -142,8 +142,7 @@ def test_every_job_watched_by_monitor_down_starts_with_decaywatch() -> None:
     monitor_jobs = [
         job["job_name"]
         for job in config["scrape_configs"]
-        if "file_sd_configs" in job
-        or any(t.startswith("monitor:") for g in job.get("static_configs", []) for t in g["targets"])
+        if "file_sd_configs" in job or any(t.startswith("monitor:") for g in job.get("static_configs", []) for t in g["targets"])
     ]
     assert monitor_jobs and all(name.startswith("decaywatch") for name in monitor_jobs)
 
@@ -174,9 +173,7 @@ def test_monitor_and_producer_reach_kafka_at_its_advertised_listener() -> None:
         assert services[name]["environment"]["KAFKA_BOOTSTRAP_SERVERS"] == advertised["PLAINTEXT"]
     assert services["kafka"]["image"].startswith("apache/kafka:")
     controller = kafka["KAFKA_CONTROLLER_QUORUM_VOTERS"].split("@", 1)[1]
-    assert host_port(controller)[1] != listen_port(services["alertmanager"]), (
-        "Kafka's controller port collides with Alertmanager"
-    )
+    assert host_port(controller)[1] != listen_port(services["alertmanager"]), "Kafka's controller port collides with Alertmanager"
 
 
 def test_alertmanager_webhooks_point_at_the_compose_webhook() -> None:
@@ -254,9 +251,7 @@ def test_dockerfile_runs_the_monitor_as_a_non_root_user() -> None:
 
 
 def test_dockerfile_copies_only_what_dockerignore_lets_through() -> None:
-    allowed = [
-        line[1:].rstrip("/") for line in (REPO / ".dockerignore").read_text().splitlines() if line.startswith("!")
-    ]
+    allowed = [line[1:].rstrip("/") for line in (REPO / ".dockerignore").read_text().splitlines() if line.startswith("!")]
     for name, value in dockerfile_instructions():
         if name == "COPY":
             *sources, _ = shlex.split(value)

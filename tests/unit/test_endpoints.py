@@ -18,7 +18,9 @@ from decaywatch.consumer.endpoints import HttpEndpoints, HttpServer, TlsSettings
 def endpoints(ready: bool = True) -> HttpEndpoints:
     registry = CollectorRegistry()
     Counter("decaywatch_test", "a sample", registry=registry).inc()
-    return HttpEndpoints(registry, lambda: (ready, "ready" if ready else "not ready: no partitions"), lambda: {"m": {"state": "ok"}})
+    return HttpEndpoints(
+        registry, lambda: (ready, "ready" if ready else "not ready: no partitions"), lambda: {"m": {"state": "ok"}}
+    )
 
 
 def get(url: str, context: ssl.SSLContext | None = None) -> tuple[int, bytes]:

@@ -226,7 +226,9 @@ json_leaves = (
     | st.text(max_size=12)
 )
 json_values = st.recursive(
-    json_leaves, lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3), max_leaves=8
+    json_leaves,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3),
+    max_leaves=8,
 )
 JSON_TYPES: Final = {
     "null": st.none(),
@@ -310,7 +312,9 @@ def valid_events(draw: st.DrawFn) -> dict[str, Any]:
     optional = {
         "ts": VALID_TS,
         "score": st.floats(0.0, 1.0) | st.sampled_from([0, 1, None]),
-        "features": st.dictionaries(st.text(max_size=6), st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False), max_size=4),
+        "features": st.dictionaries(
+            st.text(max_size=6), st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False), max_size=4
+        ),
         "event_id": st.sampled_from(["e-1", "e-2", 7, 0, ""]),
         "model_version": st.text(max_size=6),
     }
@@ -335,7 +339,18 @@ def wrong_type_cases(draw: st.DrawFn) -> Case:
     return judged(event, f"{name}:{kind}")
 
 
-PAIRS_OF_TYPES: Final = [(1, True), (True, 1), (0, False), (False, 0), (1, 1.0), (1, "1"), ("1", 1), (True, "true"), (1, [1]), (1, {"v": 1})]
+PAIRS_OF_TYPES: Final = [
+    (1, True),
+    (True, 1),
+    (0, False),
+    (False, 0),
+    (1, 1.0),
+    (1, "1"),
+    ("1", 1),
+    (True, "true"),
+    (1, [1]),
+    (1, {"v": 1}),
+]
 
 
 @st.composite
@@ -382,8 +397,24 @@ def raw_cases(draw: st.DrawFn) -> Case:
     """Bytes no JSON encoder writes: non-finite literals, bad UTF-8, deep nesting, truncations, noise."""
     kind = draw(
         st.sampled_from(
-            ["tombstone", "empty", "noise", "soup", "truncated", "non_finite", "tiny", "huge_integer", "bad_utf8",
-             "lone_surrogate", "deep", "deep_inside", "nested_ok", "too_large_garbage", "top_level", "duplicate_keys"]
+            [
+                "tombstone",
+                "empty",
+                "noise",
+                "soup",
+                "truncated",
+                "non_finite",
+                "tiny",
+                "huge_integer",
+                "bad_utf8",
+                "lone_surrogate",
+                "deep",
+                "deep_inside",
+                "nested_ok",
+                "too_large_garbage",
+                "top_level",
+                "duplicate_keys",
+            ]
         )
     )
     event = draw(valid_events())
@@ -395,8 +426,30 @@ def raw_cases(draw: st.DrawFn) -> Case:
     if kind == "noise":
         return judged_bytes(draw(st.binary(max_size=80)), kind)
     if kind == "soup":
-        tokens = [b"{", b"}", b"[", b"]", b":", b",", b'"model"', b'"prediction"', b'"label"', b'"ts"', b'"m"', b"1", b"0",
-                  b"-", b"true", b"null", b"1e400", b"NaN", b'"', b"\\", b" ", b'"2024-01-01T00:00:00Z"']
+        tokens = [
+            b"{",
+            b"}",
+            b"[",
+            b"]",
+            b":",
+            b",",
+            b'"model"',
+            b'"prediction"',
+            b'"label"',
+            b'"ts"',
+            b'"m"',
+            b"1",
+            b"0",
+            b"-",
+            b"true",
+            b"null",
+            b"1e400",
+            b"NaN",
+            b'"',
+            b"\\",
+            b" ",
+            b'"2024-01-01T00:00:00Z"',
+        ]
         return judged_bytes(b"".join(draw(st.lists(st.sampled_from(tokens), max_size=24))), kind)
     if kind == "truncated":
         data = orjson.dumps(event)
@@ -405,7 +458,9 @@ def raw_cases(draw: st.DrawFn) -> Case:
         data = splice(event, name, draw(st.sampled_from(LITERALS)))
         return Case(data, kind, NON_FINITE) if len(data) <= MAX_MESSAGE_BYTES else Case(data, kind, TOO_LARGE)
     if kind == "tiny":  # underflows to 0.0: an ordinary number
-        return judged({**event, name: 0.0}, kind, splice(event, name, draw(st.sampled_from([b"1e-400", b"-1e-400", b"4.9e-325"]))))
+        return judged(
+            {**event, name: 0.0}, kind, splice(event, name, draw(st.sampled_from([b"1e-400", b"-1e-400", b"4.9e-325"])))
+        )
     if kind == "huge_integer":  # beyond 64 bits orjson reads a float; beyond a double, infinity
         digits = draw(st.sampled_from([21, 30, 400]))
         data = splice(event, name, b"1" * digits)
@@ -438,7 +493,9 @@ def raw_cases(draw: st.DrawFn) -> Case:
     return judged({**event, name: duplicate}, kind, data)
 
 
-cases = st.one_of(valid_cases(), valid_cases(), valid_cases(), wrong_type_cases(), defect_cases(), raw_cases(), raw_cases(), large_cases())
+cases = st.one_of(
+    valid_cases(), valid_cases(), valid_cases(), wrong_type_cases(), defect_cases(), raw_cases(), raw_cases(), large_cases()
+)
 
 
 @st.composite
@@ -461,12 +518,17 @@ hostile_batches = st.lists(hostile_batch(), min_size=1, max_size=4)
 CONFIGS: Final = {
     "window": MonitorConfig(
         ModelPolicy(
-            baseline=0.85, windows=(5, 50), min_samples=5, decision="window",
+            baseline=0.85,
+            windows=(5, 50),
+            min_samples=5,
+            decision="window",
             rules=(MetricRule("brier", 0.2, 0.1), MetricRule("recall", 0.9, 0.1)),
         )
     ),
     "learned": MonitorConfig(ModelPolicy(learn_baseline_from=10, windows=(10, 100), min_samples=10, floor=0.6, evidence=3.0)),
-    "capped": MonitorConfig(ModelPolicy(baseline=0.9, windows=(3,), min_samples=3, positive_label="cat"), limits=Limits(max_models=3)),
+    "capped": MonitorConfig(
+        ModelPolicy(baseline=0.9, windows=(3,), min_samples=3, positive_label="cat"), limits=Limits(max_models=3)
+    ),
 }
 
 
@@ -564,13 +626,17 @@ def step_and_check(harness: Harness, batch: list[Case]) -> None:
 
     # what a scrape, /models and the alerts topic would serve must serialise too
     generate_latest(registry)
-    orjson.dumps({m: model_view(s) for m, s in service.snapshot().items()}, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
+    orjson.dumps(
+        {m: model_view(s) for m, s in service.snapshot().items()}, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY
+    )
     for event in harness.alerts.events[ledger.alerts :]:
         dumps(event)
     ledger.alerts = len(harness.alerts.events)
 
 
-def run_through_service(config: MonitorConfig, batches: Sequence[Sequence[Case]], observe: Callable[[Case], None] | None = None) -> Harness:
+def run_through_service(
+    config: MonitorConfig, batches: Sequence[Sequence[Case]], observe: Callable[[Case], None] | None = None
+) -> Harness:
     """Feed the batches to a fresh service one step at a time, checking the contract after each."""
     harness = Harness.build(config, [[case.value for case in batch] for batch in batches])
     for batch in batches:
@@ -588,12 +654,45 @@ def run_through_service(config: MonitorConfig, batches: Sequence[Sequence[Case]]
 def adversarial_bytes(rng: random.Random, count: int) -> list[bytes | None]:
     """``count`` messages of hostile shapes: mutated events, random bytes, token soup, deep nesting, now and then huge."""
     base = [
-        orjson.dumps({"model": rng.choice(MODEL_IDS), "prediction": rng.choice([0, 1, "cat", True]), "label": 1, "ts": 1704067200.5,
-                      "score": 0.25, "features": {"x": 1, "y": -2.5e-3}, "event_id": "e-1"})
+        orjson.dumps(
+            {
+                "model": rng.choice(MODEL_IDS),
+                "prediction": rng.choice([0, 1, "cat", True]),
+                "label": 1,
+                "ts": 1704067200.5,
+                "score": 0.25,
+                "features": {"x": 1, "y": -2.5e-3},
+                "event_id": "e-1",
+            }
+        )
         for _ in range(8)
     ]
-    tokens = [b"{", b"}", b"[", b"]", b":", b",", b'"', b"\\", b"\\u", b"d800", b"NaN", b"Infinity", b"-", b"1e400", b"0",
-              b"1.5e-7", b"true", b"null", b'"model"', b"\xff", b"\xed\xa0\x80", b"\xe2\x82", b" ", b"\x00"]
+    tokens = [
+        b"{",
+        b"}",
+        b"[",
+        b"]",
+        b":",
+        b",",
+        b'"',
+        b"\\",
+        b"\\u",
+        b"d800",
+        b"NaN",
+        b"Infinity",
+        b"-",
+        b"1e400",
+        b"0",
+        b"1.5e-7",
+        b"true",
+        b"null",
+        b'"model"',
+        b"\xff",
+        b"\xed\xa0\x80",
+        b"\xe2\x82",
+        b" ",
+        b"\x00",
+    ]
     values: list[bytes | None] = []
     for _ in range(count):
         shape = rng.random()
@@ -681,7 +780,9 @@ def check_decoder(values: list[bytes | None]) -> Tally[str]:
 # -- the tests -------------------------------------------------------------------------------------------
 
 FUZZ_SETTINGS = settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example]
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
 )
 
 
@@ -783,7 +884,9 @@ def test_duplicate_event_ids_are_all_counted() -> None:
     """The monitor does not deduplicate: every message with the same event_id is an event of its own."""
     same = orjson.dumps({"model": "m", "prediction": 1, "label": 1, "event_id": "e-1"})
     other = orjson.dumps({"model": "m", "prediction": 1, "label": 0, "event_id": "e-1"})
-    harness = run_through_service(CONFIGS["window"], [[judged_bytes(same, "dup")] * 3, [judged_bytes(other, "dup"), judged_bytes(same, "dup")]])
+    harness = run_through_service(
+        CONFIGS["window"], [[judged_bytes(same, "dup")] * 3, [judged_bytes(other, "dup"), judged_bytes(same, "dup")]]
+    )
     get = harness.service.metrics.registry.get_sample_value
     assert get("decaywatch_events_total", {"model": "m"}) == 5
     assert get("decaywatch_correct_predictions_total", {"model": "m"}) == 4

@@ -191,7 +191,7 @@ def test_start_formats_with_the_scram_users(stand_in_kafka: LocalKafka, tmp_path
     info = kafka.start(timeout=20)
     assert info.sasl_bootstrap_servers == kafka.settings.sasl_bootstrap_servers
     arguments = (tmp_path / "format-args").read_text().splitlines()
-    tail = arguments[arguments.index("format"):]
+    tail = arguments[arguments.index("format") :]
     assert tail[:2] == ["format", "--config"] and "--cluster-id" in tail
     assert tail[-8:] == scram_format_arguments(kafka.settings)
     assert kafka.scram_credentials() == [(m, "alice") for m in SCRAM_MECHANISMS] + [(m, "bob") for m in SCRAM_MECHANISMS]
@@ -306,7 +306,9 @@ def test_environment_then_flags() -> None:
 def test_config_file_fills_only_what_flags_and_environment_left_unset() -> None:
     table = {"bootstrap_servers": "file:9094", "security_protocol": "SASL_PLAINTEXT", "sasl_username": "alice",
              "sasl_password": "from-file", "sasl_mechanism": "SCRAM-SHA-256"}  # fmt: skip
-    config = kafka_client_config(monitor_args(["--sasl-mechanism", "SCRAM-SHA-512"], {"DECAYWATCH_SASL_PASSWORD": PASSWORD}), table)
+    config = kafka_client_config(
+        monitor_args(["--sasl-mechanism", "SCRAM-SHA-512"], {"DECAYWATCH_SASL_PASSWORD": PASSWORD}), table
+    )
     assert config == {**SASL, "bootstrap_servers": ["file:9094"], "sasl_mechanism": "SCRAM-SHA-512"}
     # A bootstrap list from a flag or the environment beats the file's.
     assert kafka_client_config(monitor_args(["--bootstrap-servers", "flag:1"], {}), table)["bootstrap_servers"] == ["flag:1"]
@@ -378,7 +380,10 @@ def test_connections_closed_during_login_count_as_a_failed_login(caplog: pytest.
 @pytest.mark.parametrize(
     ("error", "reason"),
     [
-        (UnsupportedSaslMechanismError(), "The broker does not support the requested SASL mechanism. (UnsupportedSaslMechanismError)"),
+        (
+            UnsupportedSaslMechanismError(),
+            "The broker does not support the requested SASL mechanism. (UnsupportedSaslMechanismError)",
+        ),
         (IllegalSaslStateError(), "the listener at this address does not do SASL (IllegalSaslStateError)"),
     ],
 )

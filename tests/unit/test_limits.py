@@ -25,7 +25,12 @@ def service_for(batches: list[list[bytes | None]], limits: Limits) -> tuple[Moni
     clock = Clock()
     config = MonitorConfig(ModelPolicy(baseline=0.85, windows=(10,), min_samples=5, time_windows=()), limits=limits)
     service = MonitorService(
-        MemorySource(batches, journal), Monitor(config), MemoryAlertSink(journal), MemoryDeadLetters(journal), ServiceMetrics(), clock
+        MemorySource(batches, journal),
+        Monitor(config),
+        MemoryAlertSink(journal),
+        MemoryDeadLetters(journal),
+        ServiceMetrics(),
+        clock,
     )
     return service, clock
 

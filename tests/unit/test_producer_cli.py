@@ -109,9 +109,7 @@ def test_dry_run_writes_the_manifest_and_sends_nothing(tmp_path: Path) -> None:
 
 
 def test_sends_to_kafka_interleaved_and_reports(tmp_path: Path) -> None:
-    run = Run(
-        "--models", "a=lesson,b=sudden", "--count", "1000", "--topic", "preds", "--manifest", str(tmp_path / "m.json")
-    )
+    run = Run("--models", "a=lesson,b=sudden", "--count", "1000", "--topic", "preds", "--manifest", str(tmp_path / "m.json"))
     assert run.code == 0, run.err
     assert run.bootstraps == ["127.0.0.1:9092"]
     assert len(run.producer.sent) == 2000 and run.producer.flushes == 1 and run.producer.closed
@@ -220,8 +218,7 @@ def test_unreachable_broker_is_one_line() -> None:
     )
     assert code == 1
     assert _one_line(stderr.getvalue()) == (
-        "decaywatch produce: error: Kafka at 127.0.0.1:9092: "
-        "KafkaTimeoutError: Unable to bootstrap from ['127.0.0.1:9092']"
+        "decaywatch produce: error: Kafka at 127.0.0.1:9092: KafkaTimeoutError: Unable to bootstrap from ['127.0.0.1:9092']"
     )
 
 

@@ -109,9 +109,7 @@ def test_sends_everything_in_order_and_flushes_once_at_the_end() -> None:
     assert {topic for topic, _, _ in sender.sent} == {"predictions"}
     assert sender.flushes == [60.0]
     assert clock.sleeps == []  # unpaced: never sleeps
-    assert report == PublishReport(
-        topic="predictions", per_model={"a": 1250, "b": 1250}, total=2500, seconds=report.seconds
-    )
+    assert report == PublishReport(topic="predictions", per_model={"a": 1250, "b": 1250}, total=2500, seconds=report.seconds)
     assert report.seconds == pytest.approx(2.5)
     assert report.events_per_second == pytest.approx(1000.0)
     assert report.ok

@@ -236,9 +236,7 @@ def test_concept_drift_scenarios_keep_their_inputs_still() -> None:
 @settings(max_examples=50, deadline=None)
 @given(counts=st.lists(st.integers(1, 300), min_size=1, max_size=4), seed=st.integers(0, 1000))
 def test_interleave_merges_by_time_and_keeps_each_streams_order(counts: list[int], seed: int) -> None:
-    streams = [
-        generate(ModelSpec(f"m{i}", Stable()), np.random.default_rng(seed + i), count) for i, count in enumerate(counts)
-    ]
+    streams = [generate(ModelSpec(f"m{i}", Stable()), np.random.default_rng(seed + i), count) for i, count in enumerate(counts)]
     stream_index, event_index = interleave(streams)
     assert len(stream_index) == len(event_index) == sum(counts)
     ts = np.array([streams[s].ts[i] for s, i in zip(stream_index, event_index, strict=True)])

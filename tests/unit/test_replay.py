@@ -214,7 +214,7 @@ def test_csv_rules(tmp_path: Path) -> None:
 
 
 def test_a_csv_row_that_is_not_utf8_is_rejected_and_the_rest_read() -> None:
-    data = b"\xef\xbb\xbfmodel,prediction,label\nm,1,1\nm\xff,1,1\n\"m\",\"1\",\"1\"\n"
+    data = b'\xef\xbb\xbfmodel,prediction,label\nm,1,1\nm\xff,1,1\n"m","1","1"\n'
     (batch,) = read_batches(io.BytesIO(data), "csv")
     assert batch.events.source_index.tolist() == [0, 2] and batch.events.models == ("m",)
     assert [(r.index, r.reason, r.detail) for r in batch.rejections] == [(1, "malformed_json", "row is not valid UTF-8")]

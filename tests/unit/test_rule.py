@@ -116,7 +116,11 @@ def test_learned_baseline_starts_judging_after_learning() -> None:
 
 def test_unlabeled_events_count_toward_volume_not_accuracy() -> None:
     monitor = Monitor(small_policy())
-    objects = [{"model": "m", "prediction": 1, "label": None}, {"model": "m", "prediction": 1}, {"model": "m", "prediction": 1, "label": 1}]
+    objects = [
+        {"model": "m", "prediction": 1, "label": None},
+        {"model": "m", "prediction": 1},
+        {"model": "m", "prediction": 1, "label": 1},
+    ]
     batch, _ = validate(objects, np.zeros(3))
     monitor.process(batch)
     snap = monitor.snapshot()["m"]

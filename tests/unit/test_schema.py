@@ -96,7 +96,14 @@ def test_positions_and_columns_line_up_around_rejections() -> None:
 
 
 def test_decode_names_malformed_and_non_finite_input() -> None:
-    values = [orjson.dumps(GOOD), b"{not json", b'{"model":"m","prediction":1,"score":NaN}', b'{"ts":1e400}', None, b"x" * (MAX_MESSAGE_BYTES + 1)]
+    values = [
+        orjson.dumps(GOOD),
+        b"{not json",
+        b'{"model":"m","prediction":1,"score":NaN}',
+        b'{"ts":1e400}',
+        None,
+        b"x" * (MAX_MESSAGE_BYTES + 1),
+    ]
     objects, positions, rejections = decode(values)
     assert positions == [0] and objects == [GOOD]
     assert [(r.index, r.reason) for r in rejections] == [
@@ -109,11 +116,30 @@ def test_decode_names_malformed_and_non_finite_input() -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.one_of(st.binary(max_size=60), st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.sampled_from(["model", "prediction", "label", "ts", "score", "features", "event_id", "x"]), children, max_size=6),
-    max_leaves=12,
-).map(orjson.dumps)), max_size=20))
+@given(
+    st.lists(
+        st.one_of(
+            st.binary(max_size=60),
+            st.recursive(
+                st.none()
+                | st.booleans()
+                | st.integers(-(2**63), 2**63 - 1)
+                | st.floats(allow_nan=False, allow_infinity=False)
+                | st.text(max_size=8),
+                lambda children: (
+                    st.lists(children, max_size=4)
+                    | st.dictionaries(
+                        st.sampled_from(["model", "prediction", "label", "ts", "score", "features", "event_id", "x"]),
+                        children,
+                        max_size=6,
+                    )
+                ),
+                max_leaves=12,
+            ).map(orjson.dumps),
+        ),
+        max_size=20,
+    )
+)
 def test_any_input_is_either_accepted_or_rejected_with_a_known_reason(values: list[bytes]) -> None:
     objects, positions, undecodable = decode(values)
     batch, invalid = validate(objects, np.ones(len(objects)), positions)

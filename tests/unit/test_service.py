@@ -15,7 +15,9 @@ def event(model: str, ok: bool) -> bytes:
     return orjson.dumps({"model": model, "prediction": 1, "label": int(ok)})
 
 
-def build(batches: list[list[bytes | None]]) -> tuple[MonitorService, MemorySource, MemoryAlertSink, MemoryDeadLetters, list[str]]:
+def build(
+    batches: list[list[bytes | None]],
+) -> tuple[MonitorService, MemorySource, MemoryAlertSink, MemoryDeadLetters, list[str]]:
     journal: list[str] = []
     source = MemorySource(batches, journal)
     alerts, dead = MemoryAlertSink(journal), MemoryDeadLetters(journal)

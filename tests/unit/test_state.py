@@ -87,9 +87,7 @@ def process(monitor: Monitor, events: list[dict[str, Any]], first: int) -> tuple
     return monitor.process(batch), snapshots(monitor)
 
 
-def make_stream(
-    seed: int, segments: list[tuple[int, float]], labeled: float, late: float, scored: float
-) -> list[dict[str, Any]]:
+def make_stream(seed: int, segments: list[tuple[int, float]], labeled: float, late: float, scored: float) -> list[dict[str, Any]]:
     """Events of two models, 0/1 predictions, accuracy by segment, a share of them unlabeled, late or scored."""
     rng = np.random.default_rng(seed)
     clock = 1.7e9
@@ -181,7 +179,9 @@ def streams(draw: st.DrawFn) -> tuple[list[list[dict[str, Any]]], int]:
 @pytest.mark.parametrize("policy", POLICIES.values(), ids=POLICIES.keys())
 @settings(max_examples=25, deadline=None)
 @given(stream=streams())
-def test_restored_monitor_continues_as_the_uninterrupted_one(policy: ModelPolicy, stream: tuple[list[list[dict[str, Any]]], int]) -> None:
+def test_restored_monitor_continues_as_the_uninterrupted_one(
+    policy: ModelPolicy, stream: tuple[list[list[dict[str, Any]]], int]
+) -> None:
     batches, cut = stream
     check_restore_at(policy, batches, [cut])
 
@@ -212,7 +212,10 @@ def test_restore_inside_a_cooldown(name: str) -> None:
     batches = in_batches(FLAPPING, [3, 5])
     transitions = check_restore_at(policy, batches, list(range(len(batches) + 1)))
     without = [t for ts, _ in uninterrupted(dataclasses.replace(policy, cooldown=0), batches) for t in ts]
-    fired = [[t.source_index for t in ts if (t.model, t.rule, t.status) == ("m", "degradation", "firing")] for ts in (transitions, without)]
+    fired = [
+        [t.source_index for t in ts if (t.model, t.rule, t.status) == ("m", "degradation", "firing")]
+        for ts in (transitions, without)
+    ]
     assert fired[0] != fired[1]  # the cool-down delayed a new episode
 
 
@@ -254,7 +257,15 @@ def default_tracker(n: int = 20_000) -> ModelTracker:
             label = int(rng.random() < 0.3)
             right = rng.random() < (0.9 if i < n * 0.6 else 0.6)
             score = float(rng.random())
-            events.append({"model": "m", "prediction": label if right else 1 - label, "label": label, "ts": 1.7e9 + i * 0.37, "score": score})
+            events.append(
+                {
+                    "model": "m",
+                    "prediction": label if right else 1 - label,
+                    "label": label,
+                    "ts": 1.7e9 + i * 0.37,
+                    "score": score,
+                }
+            )
         process(monitor, events, start)
     return tracker_of(monitor, "m")
 

@@ -78,7 +78,9 @@ def logs() -> dict[int, list[bytes]]:
     for i in range(600):
         model = f"m{i % 4}"
         accuracy = 0.5 if model == "m1" and i > 300 else 0.9
-        out[i % 4 % 2].append(orjson.dumps({"model": model, "prediction": 1, "label": int(rng.random() < accuracy), "ts": float(i)}))
+        out[i % 4 % 2].append(
+            orjson.dumps({"model": model, "prediction": 1, "label": int(rng.random() < accuracy), "ts": float(i)})
+        )
     return out
 
 

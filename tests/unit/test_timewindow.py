@@ -54,7 +54,9 @@ def test_time_window_and_lateness_equal_brute_force(
         assert window.count == 0 and window.accuracy is None
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("30s", 30), ("5m", 300), ("1h", 3600), ("1d", 86400), ("7d", 604800), ("2w", 1209600), ("1.5h", 5400)])
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("30s", 30), ("5m", 300), ("1h", 3600), ("1d", 86400), ("7d", 604800), ("2w", 1209600), ("1.5h", 5400)]
+)
 def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
