@@ -19,18 +19,16 @@ from typing import IO, Any, TextIO
 
 from decaywatch.shared.kafka_settings import (
     KafkaAuthenticationError,
-    add_security_arguments,
+    add_kafka_arguments,
+    kafka_client_config,
     redact,
     reporting_login_failures,
-    security_config,
 )
 
-__all__ = ["DEFAULT_BOOTSTRAP", "DEFAULT_MODELS", "DEFAULT_TOPIC", "add_parser", "run"]
+__all__ = ["DEFAULT_MODELS", "DEFAULT_TOPIC", "add_parser", "run"]
 
-DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 DEFAULT_TOPIC = "predictions"
 DEFAULT_MODELS = "churn-model=lesson,fraud-model=stable"
-BOOTSTRAP_ENV = ("DECAYWATCH_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS")
 SAMPLE_EVENTS = 3
 """How many encoded events ``--dry-run`` shows."""
 
@@ -59,12 +57,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--bootstrap-servers",
-        metavar="HOST:PORT[,...]",
-        help=(f"Kafka bootstrap servers (default: ${BOOTSTRAP_ENV[0]}, else ${BOOTSTRAP_ENV[1]}, else {DEFAULT_BOOTSTRAP})"),
-    )
-    add_security_arguments(parser.add_argument_group("Kafka security (each flag falls back to its environment variable)"))
+    add_kafka_arguments(parser)  # no environment here: run() resolves the flags against the one it is given
     parser.add_argument("--topic", default=DEFAULT_TOPIC, help=f"topic to send to (default: {DEFAULT_TOPIC})")
     parser.add_argument(
         "--models",
@@ -90,15 +83,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.set_defaults(run=run)
     return parser
-
-
-def _bootstrap(arg: str | None, environ: Mapping[str, str]) -> str:
-    if arg:
-        return arg
-    for name in BOOTSTRAP_ENV:
-        if environ.get(name, "").strip():
-            return environ[name].strip()
-    return DEFAULT_BOOTSTRAP
 
 
 def run(
@@ -146,8 +130,8 @@ def run(
     except KafkaAuthenticationError as exc:  # names user and mechanism, never the password
         return fail(str(exc))
     except KafkaError as exc:
-        bootstrap = _bootstrap(args.bootstrap_servers, environ)
-        return fail(redact(f"Kafka at {bootstrap}: {describe_error(exc)}", security_config(args, environ)))
+        kafka = kafka_client_config(args, environ=environ)
+        return fail(redact(f"Kafka at {','.join(kafka['bootstrap_servers'])}: {describe_error(exc)}", kafka))
 
 
 def _silence_stdout(stdout: IO[str]) -> None:
@@ -190,7 +174,8 @@ def _produce(
         write_manifest(args.manifest, manifest)
     records = encode_records(streams, interleave(streams))
     report_to = stderr if args.jsonl == "-" else stdout
-    bootstrap = _bootstrap(args.bootstrap_servers, environ)
+    kafka = kafka_client_config(args, environ=environ)
+    bootstrap = ",".join(kafka["bootstrap_servers"])
 
     if args.dry_run:
         total = manifest["events"]
@@ -211,12 +196,8 @@ def _produce(
                 report = publish(records, JsonLinesSender(out), args.topic, args.rate, clock, sleep)
     else:
         destination = f"topic {args.topic!r} at {bootstrap}"
-        security = security_config(args, environ)
-        with reporting_login_failures({"bootstrap_servers": bootstrap, **security}):
-            if producer_factory is not None:
-                producer = producer_factory(bootstrap)
-            else:
-                producer = make_kafka_producer(bootstrap, **security)
+        with reporting_login_failures(kafka):
+            producer = make_kafka_producer(**kafka) if producer_factory is None else producer_factory(bootstrap)
         try:
             report = publish(records, producer, args.topic, args.rate, clock, sleep)
         finally:

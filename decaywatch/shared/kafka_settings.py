@@ -3,7 +3,12 @@
 Container users configure through the environment, so every flag here has an
 environment variable (``DECAYWATCH_<FLAG>``, plus the conventional
 ``KAFKA_BOOTSTRAP_SERVERS``).  The environment mapping is passed in by the
-entry point; nothing here reads ``os.environ`` itself.
+entry point; nothing here reads ``os.environ`` itself.  It is read at one of
+two moments, with the same precedence either way: when the parser is built
+(``add_kafka_arguments(parser, environ)``: the flag defaults, and so
+``--help``, show it; the monitor), or when the settings are resolved
+(``add_kafka_arguments(parser)`` then ``kafka_client_config(args,
+environ=...)``; the producer, whose ``run`` takes the environment).
 
 Security settings become kafka-python keyword arguments.  kafka-python names
 the SASL user and password ``sasl_plain_username`` / ``sasl_plain_password``
@@ -68,27 +73,46 @@ class _Given(argparse.Action):
         setattr(namespace, _BOOTSTRAP_SOURCE, "flag")
 
 
-def add_kafka_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
-    """Add ``--bootstrap-servers`` and the client security flags, defaulting from the environment."""
+def bootstrap_from_env(environ: Mapping[str, str]) -> str | None:
+    """The bootstrap list from the first non-blank of ``BOOTSTRAP_ENV``, else ``None``.
+
+    >>> bootstrap_from_env({"DECAYWATCH_BOOTSTRAP_SERVERS": " ", "KAFKA_BOOTSTRAP_SERVERS": "k:9092"})
+    'k:9092'
+    """
+    return next((environ[name].strip() for name in BOOTSTRAP_ENV if environ.get(name, "").strip()), None)
+
+
+def add_kafka_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, str] | None = None) -> None:
+    """Add ``--bootstrap-servers`` and the client security flags.
+
+    With ``environ`` the flags default from it now (and ``--help`` shows the
+    bootstrap list in use); without, they default to ``None`` and
+    :func:`kafka_client_config` reads the environment it is given at run time.
+    """
     group = parser.add_argument_group("Kafka connection")
-    from_env = next((environ[name] for name in BOOTSTRAP_ENV if environ.get(name)), None)
-    bootstrap = from_env or DEFAULT_BOOTSTRAP
+    if environ is None:
+        default, source = None, "default"
+        shown = f"${BOOTSTRAP_ENV[0]}, else ${BOOTSTRAP_ENV[1]}, else {DEFAULT_BOOTSTRAP}"
+    else:
+        from_env = bootstrap_from_env(environ)
+        default, source = from_env or DEFAULT_BOOTSTRAP, "env" if from_env else "default"
+        shown = f"{default}; env {BOOTSTRAP_ENV[0]} or {BOOTSTRAP_ENV[1]}"
     group.add_argument(
         "--bootstrap-servers",
-        default=bootstrap,
+        default=default,
         action=_Given,
-        help=f"comma-separated host:port list (env DECAYWATCH_BOOTSTRAP_SERVERS or KAFKA_BOOTSTRAP_SERVERS; default {bootstrap})",
+        metavar="HOST:PORT[,...]",
+        help=f"comma-separated Kafka bootstrap servers (default: {shown})",
     )
-    parser.set_defaults(**{_BOOTSTRAP_SOURCE: "env" if from_env else "default"})
+    parser.set_defaults(**{_BOOTSTRAP_SOURCE: source})
     add_security_arguments(group, environ)
 
 
 def add_security_arguments(group: Any, environ: Mapping[str, str] | None = None) -> None:
     """Add the security flags to a parser or argument group.
 
-    With ``environ`` the defaults come from it now (the monitor); without, they
-    stay ``None`` and :func:`security_config` reads the environment it is given
-    at run time (the producer).
+    With ``environ`` the defaults come from it now; without, they stay ``None``
+    and :func:`security_config` reads the environment it is given at run time.
     """
     for flag, dest, text in _SECURITY_FLAGS:
         default = environ.get(env_name(flag)) if environ is not None else None
@@ -123,22 +147,47 @@ def security_config(
     return config
 
 
-def kafka_client_config(args: argparse.Namespace, file_table: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Keyword arguments for kafka-python clients, from the parsed flags (whose defaults hold the environment).
+def kafka_client_config(
+    args: argparse.Namespace,
+    file_table: Mapping[str, Any] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Keyword arguments for kafka-python clients: each setting from its flag, else the environment, else the file.
 
+    The environment is ``environ`` when given, else what the flag defaults took
+    from it when the parser was built (:func:`add_kafka_arguments`).
     ``file_table`` is the config file's ``[kafka]`` table: it fills what neither
-    a flag nor the environment set.
+    a flag nor the environment set; the bootstrap list falls back to
+    ``DEFAULT_BOOTSTRAP``.
 
-    >>> args = argparse.Namespace(bootstrap_servers="k1:9092,k2:9092", sasl_mechanism="SCRAM-SHA-256")
+    >>> args = argparse.Namespace(bootstrap_servers="k1:9092, k2:9092", sasl_mechanism="SCRAM-SHA-256")
     >>> kafka_client_config(args)
     {'bootstrap_servers': ['k1:9092', 'k2:9092'], 'sasl_mechanism': 'SCRAM-SHA-256'}
+    >>> args = argparse.Namespace(bootstrap_servers=None, _bootstrap_source="default")
+    >>> kafka_client_config(args, {"bootstrap_servers": "file:9092"}, environ={"KAFKA_BOOTSTRAP_SERVERS": "env:9092"})
+    {'bootstrap_servers': ['env:9092']}
     """
-    bootstrap = args.bootstrap_servers
-    if file_table and file_table.get("bootstrap_servers") and getattr(args, _BOOTSTRAP_SOURCE, "flag") == "default":
-        bootstrap = file_table["bootstrap_servers"]
-        if not isinstance(bootstrap, str):
+    servers = [server.strip() for server in _bootstrap(args, file_table, environ).split(",") if server.strip()]
+    return {"bootstrap_servers": servers, **security_config(args, environ, file_table)}
+
+
+def _bootstrap(args: argparse.Namespace, file_table: Mapping[str, Any] | None, environ: Mapping[str, str] | None) -> str:
+    source = getattr(args, _BOOTSTRAP_SOURCE, "flag")
+    given: str | None = args.bootstrap_servers
+    if given and source == "flag":
+        return given
+    from_env = bootstrap_from_env(environ) if environ is not None else None
+    if from_env:
+        return from_env
+    if given and source == "env":
+        return given
+    if file_table and file_table.get("bootstrap_servers"):
+        from_file = file_table["bootstrap_servers"]
+        if not isinstance(from_file, str):
             raise ValueError(f"[{FILE_TABLE}] bootstrap_servers must be a string like 'host:9092,host2:9092'")
-    return {"bootstrap_servers": bootstrap.split(","), **security_config(args, None, file_table)}
+        return from_file
+    return given or DEFAULT_BOOTSTRAP
 
 
 def redact(text: str, config: Mapping[str, Any]) -> str:

@@ -323,13 +323,44 @@ def test_config_file_unknown_or_mistyped_keys_are_errors() -> None:
         kafka_client_config(args, {"sasl_password": 1234})
 
 
-def test_producer_reads_security_from_flags_then_environment() -> None:
+def producer_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     producer_cli.add_parser(parser.add_subparsers())
-    args = parser.parse_args(["produce", "--security-protocol", "SASL_PLAINTEXT", "--sasl-username", "alice"])
+    return parser.parse_args(["produce", *argv])
+
+
+def test_producer_reads_security_from_flags_then_environment() -> None:
+    args = producer_args(["--security-protocol", "SASL_PLAINTEXT", "--sasl-username", "alice"])
     env = {"DECAYWATCH_SASL_PASSWORD": PASSWORD, "DECAYWATCH_SASL_MECHANISM": "SCRAM-SHA-256",
            "DECAYWATCH_SECURITY_PROTOCOL": "SSL"}  # fmt: skip
     assert security_config(args, env) == {key: value for key, value in SASL.items() if key != "bootstrap_servers"}
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "expected"),
+    [
+        ([], {}, {"bootstrap_servers": ["127.0.0.1:9092"]}),
+        ([], {"KAFKA_BOOTSTRAP_SERVERS": "k:1", "DECAYWATCH_BOOTSTRAP_SERVERS": " "}, {"bootstrap_servers": ["k:1"]}),
+        (["--bootstrap-servers", "f:1, f:2"], {"DECAYWATCH_BOOTSTRAP_SERVERS": "d:2"}, {"bootstrap_servers": ["f:1", "f:2"]}),
+        (["--sasl-username", "bob"], {"DECAYWATCH_SASL_USERNAME": "alice", "DECAYWATCH_SASL_PASSWORD": PASSWORD},
+         {"bootstrap_servers": ["127.0.0.1:9092"], "sasl_plain_username": "bob", "sasl_plain_password": PASSWORD}),
+    ],
+)  # fmt: skip
+def test_monitor_and_producer_read_kafka_settings_alike(
+    argv: list[str], environ: dict[str, str], expected: dict[str, object]
+) -> None:
+    # The monitor reads the environment when its parser is built, the producer when it runs: one reader, one precedence.
+    assert kafka_client_config(monitor_args(argv, environ)) == expected
+    assert kafka_client_config(producer_args(argv), environ=environ) == expected
+
+
+def test_the_file_table_comes_after_the_environment_read_at_run_time() -> None:
+    table = {"bootstrap_servers": "file:1", "sasl_username": "carol"}
+    assert kafka_client_config(producer_args([]), table, environ={"KAFKA_BOOTSTRAP_SERVERS": "env:1"}) == {
+        "bootstrap_servers": ["env:1"],
+        "sasl_plain_username": "carol",
+    }
+    assert kafka_client_config(producer_args([]), table, environ={})["bootstrap_servers"] == ["file:1"]
 
 
 def test_redact_blanks_every_secret() -> None:
