@@ -12,12 +12,9 @@ import os
 import signal
 import sys
 import threading
-import tomllib
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from decaywatch.consumer.endpoints import TlsSettings
 from decaywatch.shared.kafka_settings import (
     KafkaAuthenticationError,
     add_kafka_arguments,
@@ -27,8 +24,11 @@ from decaywatch.shared.kafka_settings import (
     reporting_login_failures,
 )
 from decaywatch.shared.logs import configure_logging
-from decaywatch.consumer.runtime import MonitorRuntime, MonitorSettings
-from decaywatch.monitor.config import ConfigError, MonitorConfig
+from decaywatch.shared.policy_flags import add_policy_arguments, load_config, read_document
+
+if TYPE_CHECKING:
+    from decaywatch.consumer.endpoints import TlsSettings
+    from decaywatch.consumer.runtime import MonitorSettings
 
 log = logging.getLogger("decaywatch")
 
@@ -108,53 +108,10 @@ def add_service_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str
     )
 
 
-def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("policy (flags override [defaults] in --config)")
-    group.add_argument("--config", type=Path, help="TOML file with [defaults] and [models.NAME] tables")
-    group.add_argument("--baseline", type=float, help="baseline accuracy for every model (default: learned)")
-    group.add_argument("--baseline-date", help="when the baseline was measured, e.g. 2024-01-01")
-    group.add_argument("--threshold", type=float, help="alert when baseline - accuracy exceeds this (default 0.1)")
-    group.add_argument("--floor", type=float, help="also alert when accuracy is at or below this")
-    group.add_argument("--windows", help="comma-separated count windows in labeled events (default 1000,10000)")
-    group.add_argument("--min-samples", type=int, help="labeled events a window needs before it is judged (default 500)")
-    group.add_argument("--max-models", type=int, help="most models tracked at once (default 10000; [limits] in --config)")
-    group.add_argument("--idle-expiry", help="forget a model with no event for this long, e.g. 24h (default 24h; 'never')")
-
-
-def read_document(args: argparse.Namespace) -> dict[str, Any]:
-    """The ``--config`` TOML document (empty without one)."""
-    if args.config is None:
-        return {}
-    try:
-        return tomllib.loads(args.config.read_text())
-    except OSError as error:
-        raise ConfigError(f"cannot read {args.config}: {error.strerror}") from None
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{args.config} is not valid TOML: {error}") from None
-
-
-def load_config(args: argparse.Namespace, document: dict[str, Any] | None = None) -> MonitorConfig:
-    """The policy from ``--config`` and the policy flags (flags win); the file's ``[kafka]`` table is not policy."""
-    document = {key: value for key, value in (read_document(args) if document is None else document).items() if key != "kafka"}
-    overrides: dict[str, Any] = {}
-    for name in ("baseline", "baseline_date", "threshold", "floor", "min_samples"):
-        value = getattr(args, name, None)
-        if value is not None:
-            overrides[name] = value
-    if getattr(args, "windows", None):
-        try:
-            overrides["windows"] = tuple(int(w) for w in args.windows.split(","))
-        except ValueError:
-            raise ConfigError(f"--windows must be comma-separated whole numbers, not {args.windows!r}") from None
-    limits = dict(document.get("limits", {}))
-    if getattr(args, "max_models", None) is not None:
-        limits["max_models"] = args.max_models
-    if getattr(args, "idle_expiry", None):
-        limits["idle_expiry"] = None if args.idle_expiry == "never" else args.idle_expiry
-    return MonitorConfig.from_mapping({**document, "limits": limits}, overrides)
-
-
 def settings_from_args(args: argparse.Namespace) -> MonitorSettings:
+    from decaywatch.consumer.runtime import MonitorSettings
+    from decaywatch.monitor.config import ConfigError
+
     document = read_document(args)
     try:
         kafka = kafka_client_config(args, document.get("kafka"))
@@ -179,6 +136,9 @@ def settings_from_args(args: argparse.Namespace) -> MonitorSettings:
 
 
 def _tls(args: argparse.Namespace) -> TlsSettings | None:
+    from decaywatch.consumer.endpoints import TlsSettings
+    from decaywatch.monitor.config import ConfigError
+
     certfile, keyfile = getattr(args, "metrics_certfile", None), getattr(args, "metrics_keyfile", None)
     if not certfile and not keyfile:
         return None
@@ -188,6 +148,9 @@ def _tls(args: argparse.Namespace) -> TlsSettings | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from decaywatch.consumer.runtime import MonitorRuntime
+    from decaywatch.monitor.config import ConfigError
+
     configure_logging(args.log_format)
     try:
         settings = settings_from_args(args)
@@ -202,7 +165,9 @@ def run(args: argparse.Namespace) -> int:
             runtime = MonitorRuntime(settings)
         with runtime:
             print(f"decaywatch monitor: metrics at {runtime.http.url()}", flush=True)
-            log.info("consuming %s as group %s from %s", settings.topic, settings.group, args.bootstrap_servers)
+            log.info(
+                "consuming %s as group %s from %s", settings.topic, settings.group, ",".join(settings.kafka["bootstrap_servers"])
+            )
             runtime.service.run(stop)
             totals = runtime.service.totals
             log.info(

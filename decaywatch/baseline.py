@@ -38,11 +38,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, TYPE_CHECKING, Any, Final
 
-import numpy as np
+from decaywatch.shared.recording_flags import add_input_arguments, format_of
 
-from decaywatch.recording import RecordedBatch, RejectionTally, add_input_arguments, format_of, open_recording, read_batches
+if TYPE_CHECKING:  # the reader needs numpy: imported when a measurement runs, not when the parser is built
+    from decaywatch.recording import RecordedBatch, RejectionTally
 
 DIGITS: Final = 4
 """Decimals of the written baseline."""
@@ -97,6 +98,8 @@ class ModelStats:
 
 def measure(batches: Iterable[RecordedBatch], tally: RejectionTally | None = None) -> dict[str, ModelStats]:
     """Labeled and correct counts and the newest labeled event time, per model, in order of first appearance."""
+    import numpy as np
+
     stats: dict[str, ModelStats] = {}
     for batch in batches:
         if tally is not None:
@@ -158,6 +161,8 @@ def run(
     stderr: IO[str] | None = None,
 ) -> int:
     """Carry out ``decaywatch baseline``; the keyword arguments default to the process's streams."""
+    from decaywatch.recording import RejectionTally, open_recording, read_batches
+
     out = sys.stdout if stdout is None else stdout
     err = sys.stderr if stderr is None else stderr
     fmt = format_of(args.file, args.format)

@@ -22,17 +22,16 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from decaywatch.shared.logs import configure_logging
-from decaywatch.consumer.runtime import MonitorRuntime, MonitorSettings
-from decaywatch.table import LiveTable
 from decaywatch.monitor.alert import DEGRADED_MESSAGE, STABLE_MESSAGE
-from decaywatch.monitor.config import ModelPolicy, MonitorConfig
-from decaywatch.monitor.snapshot import ModelSnapshot
+from decaywatch.shared.logs import configure_logging
+
+if TYPE_CHECKING:  # the service and the core need numpy and kafka-python: imported when the demo runs
+    from decaywatch.monitor.config import MonitorConfig
+    from decaywatch.monitor.snapshot import ModelSnapshot
 
 DEFAULT_MODELS = "churn-model=lesson,fraud-model=stable(accuracy=0.86)"
-LESSON_POLICY = ModelPolicy(baseline=0.85, baseline_date="2024-01-01", threshold=0.1, windows=(1000, 10000))
 BAD_EVENTS = (
     b'{"model": "churn-model", "pred": 1, "label": 0}',  # an upstream rename: "prediction" became "pred"
     b'{"model": "fraud-model", "prediction": 1, "label": "1"}',  # label type changed upstream
@@ -56,7 +55,17 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
+def lesson_config() -> MonitorConfig:
+    """The lesson's policy: baseline 0.85 measured on 2024-01-01, threshold 0.1, windows of 1,000 and 10,000."""
+    from decaywatch.monitor.config import ModelPolicy, MonitorConfig
+
+    return MonitorConfig(ModelPolicy(baseline=0.85, baseline_date="2024-01-01", threshold=0.1, windows=(1000, 10000)))
+
+
 def run(args: argparse.Namespace) -> int:
+    from decaywatch.consumer.runtime import MonitorRuntime, MonitorSettings
+    from decaywatch.table import LiveTable
+
     configure_logging("text", logging.WARNING)
     logging.getLogger("decaywatch.consumer.sinks").setLevel(logging.ERROR)  # the demo prints alerts itself
     started = time.monotonic()
@@ -75,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
             group=f"decaywatch-demo-{int(time.time())}",
             metrics_addr="127.0.0.1",
             metrics_port=args.metrics_port,
-            config=MonitorConfig(LESSON_POLICY),
+            config=lesson_config(),
         )
         runtime = stack.enter_context(MonitorRuntime(settings))
         table = LiveTable(out, time.monotonic, interactive=out.isatty())

@@ -49,7 +49,6 @@ Parallelism
 
 from __future__ import annotations
 
-import argparse
 import codecs
 import contextlib
 import csv
@@ -64,7 +63,6 @@ from collections import Counter, deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.pool import AsyncResult
-from pathlib import Path
 from typing import IO, Any, Final, Protocol, TypeVar
 
 import numpy as np
@@ -72,16 +70,14 @@ import numpy.typing as npt
 
 from decaywatch.monitor.codec import MAX_MESSAGE_BYTES, decode
 from decaywatch.monitor.schema import EventBatch, Reason, Rejection, validate
+from decaywatch.shared.recording_flags import FORMATS
 
-FORMATS: Final = ("jsonl", "csv")
 READ_BYTES: Final = 8 << 20
 """Bytes per read of a JSON Lines file."""
 CHUNK_BYTES: Final = 2 << 20
 """Bytes of JSON Lines per decode-and-validate step (about 11,000 of the producer's events)."""
 CSV_CHUNK_ROWS: Final = 16_384
 """CSV rows per validate step."""
-MAX_JOBS: Final = 4
-"""Default ceiling on worker processes: beyond this the consuming process is the limit."""
 
 _LONG_LINE: Final = MAX_MESSAGE_BYTES + 1
 """Bytes of an over-long line worth keeping: enough for the codec to reject it as too large."""
@@ -106,49 +102,6 @@ class _Chunk:
     rejections: list[Rejection]
     missing_ts: npt.NDArray[np.bool_] | None
     """Which valid events had no ``ts`` (``None`` when all had one): their time is filled in in file order."""
-
-
-def format_of(path: str, explicit: str | None = None) -> str:
-    """``explicit`` if given, else ``csv`` for a ``.csv`` file and ``jsonl`` for anything else (and ``-``)."""
-    if explicit is not None:
-        return explicit
-    return "csv" if path != "-" and Path(path).suffix.lower() == ".csv" else "jsonl"
-
-
-def default_jobs() -> int:
-    """Worker processes to use by default: the CPUs this process may run on, at most :data:`MAX_JOBS`."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(cpus, MAX_JOBS))
-
-
-def add_input_arguments(parser: argparse.ArgumentParser) -> None:
-    """``FILE``, ``--format`` and ``--jobs``: how a command reads its recording."""
-    parser.add_argument("file", metavar="FILE", help="recorded events: JSON Lines, or CSV with a header row ('-' = stdin)")
-    parser.add_argument(
-        "--format",
-        choices=FORMATS,
-        help="input format (default: csv for a .csv file, else jsonl, also for stdin)",
-    )
-    parser.add_argument(
-        "--jobs",
-        type=_positive_int,
-        default=default_jobs(),
-        metavar="N",
-        help=f"processes decoding JSON Lines (default: the CPUs available, at most {MAX_JOBS}); the results do not depend on it",
-    )
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
 
 
 @contextlib.contextmanager

@@ -13,7 +13,9 @@ could not be read (or the output was closed early), 2 for a usage or
 configuration error.
 
 >>> import io
->>> from monitor.config import ModelPolicy, MonitorConfig
+>>> import orjson
+>>> from decaywatch.monitor.config import ModelPolicy, MonitorConfig
+>>> from decaywatch.monitor.engine import Monitor
 >>> from decaywatch.recording import read_batches
 >>> policy = ModelPolicy(baseline=0.85, windows=(4,), min_samples=4, decision="window")
 >>> events = b"".join(b'{"model": "m", "prediction": 1, "label": %d, "ts": %d}\\n' % (i < 2, i) for i in range(6))
@@ -33,15 +35,14 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-import orjson
+from decaywatch.shared.policy_flags import add_policy_arguments, load_config
+from decaywatch.shared.recording_flags import add_input_arguments, format_of
 
-from decaywatch.consumer.cli import add_policy_arguments, load_config
-from decaywatch.table import render
-from decaywatch.recording import RecordedBatch, RejectionTally, add_input_arguments, format_of, open_recording, read_batches
-from decaywatch.monitor.config import ConfigError
-from decaywatch.monitor.engine import Monitor
+if TYPE_CHECKING:  # the core and the reader need numpy: imported when a replay runs, not when the parser is built
+    from decaywatch.monitor.engine import Monitor
+    from decaywatch.recording import RecordedBatch, RejectionTally
 
 _DESCRIPTION = """\
 Replay recorded prediction events (JSON Lines, or CSV with a header row) through the monitor's
@@ -73,6 +74,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
+def _tally() -> RejectionTally:
+    from decaywatch.recording import RejectionTally
+
+    return RejectionTally()
+
+
 @dataclass(slots=True)
 class ReplayTotals:
     """What a replay went through."""
@@ -80,11 +87,13 @@ class ReplayTotals:
     lines: int = 0
     valid: int = 0
     alerts: int = 0
-    invalid: RejectionTally = field(default_factory=RejectionTally)
+    invalid: RejectionTally = field(default_factory=_tally)
 
 
 def replay(batches: Iterable[RecordedBatch], monitor: Monitor, write: Callable[[bytes], Any]) -> ReplayTotals:
     """Feed ``batches`` to ``monitor`` in order; ``write`` each alert event as a JSON line (bytes)."""
+    import orjson
+
     totals = ReplayTotals()
     dumps = orjson.dumps
     for batch in batches:
@@ -112,6 +121,11 @@ def run(
     clock: Callable[[], float] = time.perf_counter,
 ) -> int:
     """Carry out ``decaywatch replay``; the keyword arguments default to the process's streams and clock."""
+    from decaywatch.monitor.config import ConfigError
+    from decaywatch.monitor.engine import Monitor
+    from decaywatch.recording import open_recording, read_batches
+    from decaywatch.table import render
+
     out = sys.stdout.buffer if stdout is None else stdout
     err = sys.stderr if stderr is None else stderr
     try:

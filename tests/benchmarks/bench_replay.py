@@ -30,7 +30,7 @@ if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from decaywatch import replay
-from decaywatch.recording import default_jobs
+from decaywatch.shared.recording_flags import default_jobs
 from decaywatch.producer.encode import encode_records
 from decaywatch.producer.scenario import parse_models
 from decaywatch.producer.stream import generate_all, interleave

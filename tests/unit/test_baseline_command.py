@@ -14,7 +14,7 @@ import numpy as np
 import orjson
 import pytest
 
-from decaywatch.consumer.cli import add_policy_arguments, load_config
+from decaywatch.shared.policy_flags import add_policy_arguments, load_config
 from decaywatch import baseline
 from decaywatch.recording import read_batches
 from decaywatch.monitor.config import MonitorConfig

@@ -13,7 +13,7 @@ import numpy as np
 import orjson
 import pytest
 
-from decaywatch.consumer.cli import load_config
+from decaywatch.shared.policy_flags import load_config
 from decaywatch.consumer.metrics import ServiceMetrics
 from decaywatch.consumer.service import MonitorService
 from decaywatch import replay
