@@ -10,12 +10,28 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
+
+
+class _PrintVersion(argparse.Action):
+    """``--version``: print ``decaywatch VERSION`` (from the package metadata) and exit; looked up only when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option_string: str | None = None
+    ) -> None:
+        from decaywatch.shared.version import package_version
+
+        print(f"{parser.prog} {package_version()}")
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Build the whole command tree (no side effects: nothing is imported eagerly that starts work)."""
-    from decaywatch.consumer import cli as monitor_cli
+    """Build the whole command tree (no side effects, and nothing heavy imported: ``--help`` and ``--version`` stay instant)."""
     from decaywatch import baseline, demo, replay
+    from decaywatch.consumer import cli as monitor_cli
     from decaywatch.deploy.kafka import cli as kafka_cli
     from decaywatch.producer import cli as producer_cli
 
@@ -23,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="decaywatch",
         description="Catch ML models that decay in production: Kafka in, Prometheus metrics and alert events out.",
     )
+    parser.add_argument("--version", action=_PrintVersion, help="print the installed decaywatch version and exit")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo.add_parser(subparsers)
     producer_cli.add_parser(subparsers)

@@ -36,6 +36,7 @@ from decaywatch.producer.scenario import (
     Scenario,
 )
 from decaywatch.producer.stream import SyntheticStream
+from decaywatch.shared.version import package_version
 
 __all__ = ["SCHEMA", "build_manifest", "iso8601", "write_manifest"]
 
@@ -167,7 +168,9 @@ def build_manifest(
 
     ``streams`` and ``specs`` must describe the same models in the same order
     (as :func:`producer.stream.generate_all` returns them).  ``thresholds`` are
-    the accuracy lines for ``first_below``.
+    the accuracy lines for ``first_below``.  ``decaywatch_version`` records
+    the decaywatch that generated the run (with ``numpy``, what the same seed's
+    bytes depend on).
     """
     if [s.model for s in streams] != [s.model for s in specs]:
         raise ValueError(
@@ -178,6 +181,7 @@ def build_manifest(
     models = {spec.model: _model_entry(stream, spec, thresholds) for stream, spec in zip(streams, specs, strict=True)}
     return {
         "schema": SCHEMA,
+        "decaywatch_version": package_version(),
         "seed": int(seed),
         "rng": "numpy PCG64 per model: SeedSequence(seed, spawn_key=(BLAKE2b-64 of the UTF-8 model id,))",
         "numpy": np.__version__,

@@ -1,1 +1,1 @@
-"""What the service, the producer and the commands share: Kafka client settings, policy flags, logging."""
+"""What the service, the producer and the commands share: Kafka client settings, policy and recording flags, logging, the version."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import itertools
 import json
 from datetime import UTC, datetime
@@ -31,6 +32,7 @@ def test_manifest_is_plain_json(run) -> None:
     assert orjson.loads(orjson.dumps(manifest)) == manifest
     assert manifest["schema"] == SCHEMA
     assert manifest["seed"] == 42
+    assert manifest["decaywatch_version"] == importlib.metadata.version("decaywatch")
     assert list(manifest["models"]) == ["churn", "fraud", "ads", "slow"]
 
 
