@@ -139,7 +139,7 @@ def _model_name(key: bytes | None) -> str:
 
 
 def publish(
-    records: Iterable[tuple[bytes, bytes]],
+    records: Iterable[tuple[bytes | None, bytes]],
     sender: Sender,
     topic: str,
     rate: float | None = None,

@@ -1,27 +1,33 @@
 """Small helpers shared by the test suites (``from tests.helpers import wait_until``).
 
 Every wait in the tests goes through :func:`wait_until`, so none can hang past
-its deadline and every timeout says what it was waiting for.
+its deadline and every timeout says what it was waiting for.  Every test that
+sends records to Kafka does it through :func:`produce`, and every test that
+reads a monitor's ``/metrics`` page through :func:`scrape`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from decaywatch.deploy.kafka.runner import BrokerInfo, LocalKafka
-
 import os
 import re
 import time
+import urllib.request
 import uuid
-from collections.abc import Callable
-from typing import NoReturn, TypeVar
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import pytest
 
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
+
+    from decaywatch.deploy.kafka.runner import BrokerInfo, LocalKafka
+    from decaywatch.producer.publisher import PublishReport
+
 T = TypeVar("T")
+SampleKey = tuple[str, tuple[tuple[str, str], ...]]
+"""A metric sample's name and its labels, sorted: ``("decaywatch_events_total", (("model", "m"),))``."""
 
 
 def wait_until(
@@ -70,8 +76,6 @@ def start_test_broker(data_dir: Path, ports: int = 2, **settings: Any) -> tuple[
     ``ports`` free ports go to ``port`` and ``controller_port`` (and ``sasl_port`` with 3); ``settings``
     are further ``BrokerSettings`` fields.
     """
-    import pytest
-
     from decaywatch.deploy.kafka.runner import BrokerSettings, KafkaRunnerError, LocalKafka, ToolMissingError, free_ports
 
     free = free_ports(ports)
@@ -86,3 +90,50 @@ def start_test_broker(data_dir: Path, ports: int = 2, **settings: Any) -> tuple[
         raise  # unreachable: skip_unless_ci skips or fails
     except KafkaRunnerError as exc:
         pytest.fail(f"local Kafka broker failed to start: {exc}", pytrace=False)
+
+
+def produce(
+    bootstrap: str,
+    topic: str,
+    records: Iterable[tuple[bytes | None, bytes]],
+    *,
+    rate: float | None = None,
+    flush_timeout: float = 60.0,
+    check: bool = True,
+    **producer_settings: Any,
+) -> PublishReport:
+    """Send ``(key, value)`` records to ``topic`` with the project's own producer, in order, and report.
+
+    The records go through ``decaywatch.producer.publisher`` as ``decaywatch
+    produce`` sends them: one idempotent producer, batched, paced to ``rate``
+    events/s when given, one flush at the end.  ``producer_settings`` are
+    further ``KafkaProducer`` settings.  With ``check`` (the default) every
+    delivery must have succeeded; ``check=False`` leaves that to the caller
+    (e.g. when sending from a thread, whose assertion would go unseen).
+    """
+    from decaywatch.producer.publisher import make_kafka_producer, publish
+
+    producer = make_kafka_producer(bootstrap, **producer_settings)
+    try:
+        report = publish(records, producer, topic, rate, flush_timeout=flush_timeout)
+    finally:
+        producer.close(timeout=10)
+    if check:
+        assert report.ok, (
+            f"producing to {topic} failed: {report.failed} of {report.total} ({report.errors}; flush: {report.flush_error})"
+        )
+    return report
+
+
+def samples(families: Iterable[Metric]) -> dict[SampleKey, float]:
+    """Every sample of some metric families (parsed from a page, or collected from a registry), by name and labels."""
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value for family in families for sample in family.samples}
+
+
+def scrape(url: str, timeout: float = 5.0) -> dict[SampleKey, float]:
+    """Every sample of the Prometheus page at ``url`` (a monitor's ``/metrics``), by name and sorted labels."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        text = response.read().decode()
+    return samples(text_string_to_metric_families(text))

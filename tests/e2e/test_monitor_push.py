@@ -13,34 +13,28 @@ from pathlib import Path
 
 import numpy as np
 import orjson
-from kafka import KafkaProducer
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import Processes
 from tests.e2e.processes import Monitor, get_json, http_get
 from tests.e2e.test_alertmanager_push import start_alertmanager
 from tests.e2e.webhook import WebhookReceiver
-from tests.helpers import wait_until
+from tests.helpers import produce, scrape, wait_until
 
 
 def send(bootstrap: str, topic: str, accuracy: float, count: int, rng: np.random.Generator, start: int) -> int:
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
-    try:
-        for i, ok in enumerate((rng.random(count) < accuracy).tolist()):
-            event = {"model": "pushed", "prediction": 1, "label": int(ok), "ts": 1704067200.0 + start + i}
-            producer.send(topic, key=b"pushed", value=orjson.dumps(event))
-        producer.flush(30)
-    finally:
-        producer.close(5)
+    events = (
+        {"model": "pushed", "prediction": 1, "label": int(ok), "ts": 1704067200.0 + start + i}
+        for i, ok in enumerate((rng.random(count) < accuracy).tolist())
+    )
+    produce(bootstrap, topic, ((b"pushed", orjson.dumps(event)) for event in events))
     return start + count
 
 
 def metric(url: str, name: str, **labels: str) -> float | None:
-    text = http_get(url, timeout=5)[1].decode()
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return float(sample.value)
+    """The first sample of ``name`` with these labels on the page at ``url``, if any."""
+    for (sample, found), value in scrape(url).items():
+        if sample == name and all(dict(found).get(k) == v for k, v in labels.items()):
+            return float(value)
     return None
 
 

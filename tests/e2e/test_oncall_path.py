@@ -4,7 +4,8 @@ Kafka (the session broker) -> ``decaywatch monitor`` (a subprocess) -> Prometheu
 scraping it with the project's recording and alerting rules -> Alertmanager with
 the project's routes -> a webhook receiver standing in for the chat and pager.
 
-Two models are produced with ``decaywatch produce``: ``decayer`` drops suddenly
+Two models are produced as ``decaywatch produce`` sends them (the producer's
+streams and publisher, through ``tests.helpers.produce``): ``decayer`` drops suddenly
 from 0.85 to 0.6 accuracy after 3,000 events, ``healthy`` holds 0.85. The
 monitor judges 1,000-event windows against a 0.85 baseline with a 0.1 threshold
 (and a 0.5 floor, so the floor series exist too).
@@ -18,8 +19,6 @@ after 1 s. Everything else is the real configuration.
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +27,14 @@ from typing import Any
 import pytest
 from kafka.admin import KafkaAdminClient
 
+from decaywatch.producer.encode import encode_records
+from decaywatch.producer.scenario import parse_models
+from decaywatch.producer.stream import generate_all, interleave
 from tests.e2e.configs import alertmanager_config, prometheus_config, shortened_rules
 from tests.e2e.conftest import Processes
-from tests.e2e.processes import REPO, Alertmanager, Monitor, Prometheus, get_json
+from tests.e2e.processes import Alertmanager, Monitor, Prometheus, get_json
 from tests.e2e.webhook import WebhookReceiver
-from tests.helpers import unique_name, wait_until
+from tests.helpers import produce, unique_name, wait_until
 from tests.queries import Query, dashboard_queries, recorded_names, rule_queries, substitute_grafana_variables
 
 log = logging.getLogger(__name__)
@@ -70,14 +72,10 @@ def create_topics(admin: KafkaAdminClient, prefix: str) -> list[str]:
     return names
 
 
-def produce(bootstrap: str, topic: str) -> None:
-    command = [
-        sys.executable, "-m", "decaywatch", "produce",
-        "--bootstrap-servers", bootstrap, "--topic", topic, "--models", MODELS,
-        "--count", str(EVENTS_PER_MODEL), "--rate", str(RATE), "--seed", "42",
-    ]  # fmt: skip
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, f"decaywatch produce failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
+def synthetic_records() -> Iterator[tuple[bytes, bytes]]:
+    """The events ``decaywatch produce --models MODELS --count EVENTS_PER_MODEL --seed 42`` sends."""
+    streams = generate_all(parse_models(MODELS), 42, EVENTS_PER_MODEL)
+    return encode_records(streams, interleave(streams))
 
 
 def start_monitor(bootstrap: str, topics: list[str], workdir: Path, processes: Processes) -> Monitor:
@@ -133,7 +131,7 @@ def oncall(
         alertmanager = processes.add(Alertmanager(alertmanager_binary, am_config, workdir / "alertmanager")).start()
         monitor = start_monitor(kafka_bootstrap, topics, workdir, processes)
         prometheus = start_prometheus(prometheus_binary, workdir / "prometheus", monitor, alertmanager, processes)
-        produce(kafka_bootstrap, topics[0])
+        produce(kafka_bootstrap, topics[0], synthetic_records(), rate=RATE)
         wait_for_all_events(prometheus, monitor)
 
         def degraded_notifications() -> list[tuple[str, dict[str, Any]]]:

@@ -19,13 +19,12 @@ from pathlib import Path
 
 import pytest
 from kafka.admin import KafkaAdminClient
-from prometheus_client.parser import text_string_to_metric_families
 
 from decaywatch.producer.encode import encode_records
-from decaywatch.producer.publisher import PublishReport, make_kafka_producer, publish
+from decaywatch.producer.publisher import PublishReport
 from decaywatch.producer.scenario import parse_models
 from decaywatch.producer.stream import generate_all, interleave
-from tests.helpers import start_test_broker, wait_until
+from tests.helpers import produce, scrape, start_test_broker, wait_until
 
 OUTAGE_S = 30.0
 
@@ -40,12 +39,10 @@ def ready(base: str) -> int:
 
 
 def counters(base: str) -> dict[tuple[str, str], float]:
-    text = urllib.request.urlopen(f"{base}/metrics", timeout=5).read().decode()
     return {
-        (s.name, s.labels["model"]): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-        if s.name in ("decaywatch_events_total", "decaywatch_labeled_events_total", "decaywatch_correct_predictions_total")
+        (name, dict(labels)["model"]): value
+        for (name, labels), value in scrape(f"{base}/metrics").items()
+        if name in ("decaywatch_events_total", "decaywatch_labeled_events_total", "decaywatch_correct_predictions_total")
     }
 
 
@@ -76,14 +73,13 @@ def test_monitor_and_producer_ride_out_a_broker_outage(tmp_path: Path) -> None:
 
         reports: list[PublishReport] = []
 
-        def send() -> None:
-            producer = make_kafka_producer(bootstrap, delivery_timeout_ms=180_000)
-            try:
-                reports.append(
-                    publish(encode_records(streams, interleave(streams)), producer, "predictions", rate=1500.0, flush_timeout=240)
+        def send() -> None:  # checked below, in the test's thread
+            records = encode_records(streams, interleave(streams))
+            reports.append(
+                produce(
+                    bootstrap, "predictions", records, rate=1500.0, flush_timeout=240, check=False, delivery_timeout_ms=180_000
                 )
-            finally:
-                producer.close(timeout=30)
+            )
 
         sender = threading.Thread(target=send, daemon=True)
         sender.start()

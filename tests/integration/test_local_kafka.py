@@ -6,20 +6,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
 from decaywatch.deploy.kafka.runner import BrokerSettings, LocalKafka, ToolMissingError, free_ports
-from tests.helpers import skip_unless_ci, unique_name, wait_until
-
-
-def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
-    try:
-        for value in values:
-            producer.send(topic, value).get(timeout=30)
-    finally:
-        producer.close(timeout=10)
+from tests.helpers import produce, skip_unless_ci, unique_name, wait_until
 
 
 def consume(bootstrap: str, topic: str, count: int, timeout: float = 30.0) -> list[bytes]:
@@ -44,7 +35,7 @@ def consume(bootstrap: str, topic: str, count: int, timeout: float = 30.0) -> li
 def test_fixture_broker_round_trips_records(kafka_bootstrap: str, topic_factory) -> None:  # type: ignore[no-untyped-def]
     topic = topic_factory()
     values = [f"prediction-{i}".encode() for i in range(50)]
-    produce(kafka_bootstrap, topic, values)
+    produce(kafka_bootstrap, topic, ((None, value) for value in values))
     assert consume(kafka_bootstrap, topic, len(values)) == values
 
 
@@ -99,7 +90,7 @@ def test_lifecycle_is_idempotent_and_restart_keeps_data(second_broker: LocalKafk
         admin.create_topics({topic: {"num_partitions": 1, "replication_factor": 1}}, wait_for_metadata=True)
     finally:
         admin.close()
-    produce(first.bootstrap_servers, topic, [b"before-restart"])
+    produce(first.bootstrap_servers, topic, [(None, b"before-restart")])
 
     assert kafka.stop(timeout=30) is True
     assert not kafka.status().running

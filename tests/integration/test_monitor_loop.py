@@ -11,8 +11,6 @@ import re
 import signal
 import subprocess
 import sys
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,29 +18,17 @@ import numpy as np
 import orjson
 import pytest
 from kafka import KafkaConsumer
-from prometheus_client.parser import text_string_to_metric_families
 
 from decaywatch.consumer.runtime import MonitorRuntime, MonitorSettings
 from decaywatch.monitor.alert import DEGRADED_MESSAGE
 from decaywatch.monitor.config import ModelPolicy, MonitorConfig
 from decaywatch.producer.encode import encode_records
 from decaywatch.producer.manifest import build_manifest
-from decaywatch.producer.publisher import make_kafka_producer, publish
 from decaywatch.producer.scenario import parse_models
 from decaywatch.producer.stream import SyntheticStream, generate_all, interleave
-from tests.helpers import unique_name, wait_until
+from tests.helpers import produce, scrape, unique_name, wait_until
 
 LESSON = ModelPolicy(baseline=0.85, baseline_date="2024-01-01", threshold=0.1, windows=(1000, 10000))
-
-
-def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample of a /metrics page, keyed by (name, sorted labels)."""
-    text = urllib.request.urlopen(url, timeout=5).read().decode()
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
 
 
 def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 30.0) -> list[object]:
@@ -62,16 +48,6 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 30.0)
     finally:
         consumer.close()
     return records
-
-
-def produce(bootstrap: str, topic: str, records: Iterator[tuple[bytes, bytes]]) -> int:
-    producer = make_kafka_producer(bootstrap)
-    try:
-        report = publish(records, producer, topic)
-    finally:
-        producer.close(timeout=10)
-    assert report.ok, report.errors
-    return report.total
 
 
 def local_settings(bootstrap: str, topic: str, alerts_topic: str, dlq: str, group: str, **extra: Any) -> MonitorSettings:
@@ -108,7 +84,7 @@ def test_lesson_scenario_through_kafka(kafka_bootstrap: str, topic_factory) -> N
     specs = parse_models("churn-model=lesson,fraud-model=stable")
     streams = generate_all(specs, seed=7, count=parse_models("x=lesson")[0].scenario.default_count)
     manifest = build_manifest(streams, 7, specs)
-    total = produce(kafka_bootstrap, topic, encode_records(streams, interleave(streams)))
+    total = produce(kafka_bootstrap, topic, encode_records(streams, interleave(streams))).total
     assert total == sum(len(s) for s in streams)
 
     settings = local_settings(kafka_bootstrap, topic, alerts_topic, dlq, "lesson", config=MonitorConfig(LESSON))
@@ -161,7 +137,7 @@ def test_malformed_messages_reach_the_dead_letter_topic(kafka_bootstrap: str, to
     values = list(good)
     for i, value in enumerate(bad):
         values.insert(50 + 60 * i, value)
-    total = produce(kafka_bootstrap, topic, ((b"m", v) for v in values))
+    total = produce(kafka_bootstrap, topic, ((b"m", v) for v in values)).total
     settings = local_settings(kafka_bootstrap, topic, alerts_topic, dlq, "dlq", batch_size=97)
     with MonitorRuntime(settings) as runtime:
         run_until_consumed(runtime, total)
@@ -215,7 +191,7 @@ def test_clean_restart_resumes_from_committed_offsets(kafka_bootstrap: str, topi
     topic = topic_factory(partitions=2)
     specs = parse_models("a=stable,b=sudden")
     streams = generate_all(specs, seed=3, count=30000)
-    total = produce(kafka_bootstrap, topic, encode_records(streams, interleave(streams)))
+    total = produce(kafka_bootstrap, topic, encode_records(streams, interleave(streams))).total
     group = unique_name("restart")
 
     def events_counted(url: str) -> float:

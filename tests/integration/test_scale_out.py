@@ -16,7 +16,6 @@ import re
 import signal
 import subprocess
 import sys
-import urllib.request
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -25,13 +24,11 @@ import numpy as np
 import orjson
 import pytest
 from kafka import KafkaConsumer
-from prometheus_client.parser import text_string_to_metric_families
 
 from decaywatch.monitor.config import ModelPolicy, MonitorConfig
 from decaywatch.monitor.engine import Monitor
 from decaywatch.monitor.schema import validate
-from decaywatch.producer.publisher import make_kafka_producer, publish
-from tests.helpers import unique_name, wait_until
+from tests.helpers import SampleKey, produce, samples, scrape, unique_name, wait_until
 
 MODELS = [f"model-{i:02d}" for i in range(20)]
 POLICY = ModelPolicy(baseline=0.85, windows=(500, 2000))
@@ -61,19 +58,15 @@ def events_for(phase: int, per_model: int) -> dict[str, list[bytes]]:
     return out
 
 
-def produce(bootstrap: str, topic: str, batch: dict[str, list[bytes]]) -> None:
-    records = [
+def round_robin(batch: dict[str, list[bytes]]) -> list[tuple[bytes | None, bytes]]:
+    """The models' events as records keyed by model, taking one event of each model in turn."""
+    return [
         (model.encode(), value)
         for j in range(max(map(len, batch.values())))
         for model, values in batch.items()
         if j < len(values)
         for value in [values[j]]
     ]
-    producer = make_kafka_producer(bootstrap)
-    try:
-        assert publish(records, producer, topic).ok
-    finally:
-        producer.close(timeout=10)
 
 
 class Reference:
@@ -90,21 +83,17 @@ class Reference:
             assert not rejected
             self.transitions |= {(t.alert_id, t.status) for t in self.monitor.process(validated)}
 
-    def samples(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    def samples(self) -> dict[SampleKey, float]:
         from decaywatch.consumer.metrics import ServiceMetrics
 
         metrics = ServiceMetrics()
         metrics.models.publish(self.monitor.snapshot(), {}, {})
-        return _samples(metrics.registry.collect())
+        return compared(samples(metrics.registry.collect()))
 
 
-def _samples(families: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in families
-        for s in family.samples
-        if s.name in COMPARED and "model" in s.labels
-    }
+def compared(found: dict[SampleKey, float]) -> dict[SampleKey, float]:
+    """The per-model samples of the ``COMPARED`` metrics."""
+    return {(name, labels): value for (name, labels), value in found.items() if name in COMPARED and "model" in dict(labels)}
 
 
 class MonitorProcess:
@@ -123,9 +112,8 @@ class MonitorProcess:
         assert match, f"no URL from the monitor: {line!r}\n{log.read_text()}"
         self.url = match.group(1)
 
-    def samples(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        text = urllib.request.urlopen(self.url, timeout=5).read().decode()
-        return _samples(text_string_to_metric_families(text))
+    def samples(self) -> dict[SampleKey, float]:
+        return compared(scrape(self.url))
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process.poll() is None:
@@ -171,7 +159,7 @@ def test_state_moves_with_partitions_through_a_kill_and_a_new_member(kafka_boots
             if phase == 2:
                 monitors.append(MonitorProcess(kafka_bootstrap, topic, group, tmp_path / "monitor-new.log"))
             batch = events_for(phase, per_model)
-            produce(kafka_bootstrap, topic, batch)
+            produce(kafka_bootstrap, topic, round_robin(batch))
             reference.feed(batch)
             wait_until(
                 lambda: settled(monitors, reference),

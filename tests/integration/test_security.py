@@ -22,11 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from decaywatch.shared.kafka_settings import BOOTSTRAP_ENV, env_name
 from decaywatch.deploy.kafka.runner import BrokerInfo
-from tests.helpers import start_test_broker, unique_name, wait_until
+from tests.helpers import scrape, start_test_broker, unique_name, wait_until
 
 #: ':' and '=' travel through flags, the environment and StorageTool's --add-scram syntax unharmed.
 PASSWORD = "alice-s3cret:with=signs"
@@ -77,8 +76,7 @@ def get(url: str) -> str:
 
 
 def events_counted(metrics_url: str) -> float:
-    families = text_string_to_metric_families(get(metrics_url))
-    return sum(s.value for f in families for s in f.samples if s.name == "decaywatch_events_total")
+    return sum(value for (name, _), value in scrape(metrics_url).items() if name == "decaywatch_events_total")
 
 
 def test_right_password_produces_and_monitors_without_showing_it(sasl_broker: BrokerInfo, tmp_path: Path) -> None:
