@@ -28,8 +28,8 @@ sink without its thread: ``publish`` and then ``run_pending`` send what is due.
 >>> posts = []
 >>> sink = AlertmanagerSink(["http://am:9093"], transport=lambda url, body: posts.append(url) or 200)
 >>> sink.publish({"alert_id": "00ff00ff00ff00ff", "model": "churn", "status": "firing", "rule": "degradation",
-...               "message": "Model performance degraded significantly", "baseline_accuracy": 0.85,
-...               "baseline_date": "2024-01-01", "accuracy": 0.7, "drop": 0.15, "threshold": 0.1, "floor": None,
+...               "message": "Model performance degraded significantly", "metric": "accuracy", "baseline": 0.85,
+...               "baseline_date": "2024-01-01", "value": 0.7, "drop": 0.15, "threshold": 0.1, "floor": None,
 ...               "window": 1000, "samples": 1000, "event_time": "2024-03-01T00:00:00.000Z",
 ...               "emitted_at": "2025-01-01T12:00:00.000Z"})
 >>> sink.pending, sink.run_pending() is not None, posts, sink.pending, sink.delivered
@@ -115,10 +115,10 @@ def to_alertmanager(event: Mapping[str, Any], generator_url: str | None = None) 
 def describe(event: Mapping[str, Any]) -> str:
     """The numbers behind an alert event, in one sentence (with the Wilson interval and window value when present).
 
-    ``accuracy``, ``drop`` and the bounds measure the event's ``metric``: accuracy unless a metric rule fired.
+    ``value``, ``baseline``, ``drop`` and the bounds measure the event's ``metric``: accuracy unless a metric rule fired.
 
-    >>> text = describe({"model": "churn", "accuracy": 0.7, "lower_bound": 0.66, "upper_bound": 0.74, "samples": 400,
-    ...     "window": 1000, "window_accuracy": 0.71, "baseline_accuracy": 0.85, "baseline_date": "2024-01-01",
+    >>> text = describe({"model": "churn", "value": 0.7, "lower_bound": 0.66, "upper_bound": 0.74, "samples": 400,
+    ...     "window": 1000, "window_accuracy": 0.71, "baseline": 0.85, "baseline_date": "2024-01-01",
     ...     "drop": 0.15, "threshold": 0.1, "floor": None, "event_time": "2024-03-01T00:00:00.000Z"})
     >>> for part in text.split("; "):
     ...     print(part)
@@ -135,8 +135,8 @@ def describe(event: Mapping[str, Any]) -> str:
     )
     since = f" ({event['baseline_date']})" if event.get("baseline_date") else ""
     floor = f", floor {event['floor']:.3f}" if event.get("floor") is not None else ""
-    value = f"{metric} {event['accuracy']:.3f}{interval} over {event['samples']} labeled events{window}"
-    policy = f"baseline {event['baseline_accuracy']:.3f}{since}, drop {event['drop']:.3f}"
+    value = f"{metric} {event['value']:.3f}{interval} over {event['samples']} labeled events{window}"
+    policy = f"baseline {event['baseline']:.3f}{since}, drop {event['drop']:.3f}"
     policy += f", threshold {event['threshold']:.3f}{floor}"
     return f"Model {event['model']}: {value}; {policy}; event time {event['event_time']}."
 

@@ -12,12 +12,15 @@ deduplicate on it.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Final
 
 DEGRADED_MESSAGE: Final = "Model performance degraded significantly"
 STABLE_MESSAGE: Final = "Model performance is stable"
+
+ACCURACY: Final = "accuracy"
+"""The contract's metric."""
 
 FIRING: Final = "firing"
 RESOLVED: Final = "resolved"
@@ -38,10 +41,15 @@ class AlertTransition:
     status: str
     rule: str
     message: str
-    baseline_accuracy: float
+    metric: str
+    """What the rule watches: ``accuracy`` (the contract's rules), or ``recall``, ``brier``, ... for a metric rule."""
+    value: float
+    """The metric's value over the evidence behind the decision."""
+    baseline: float
+    """The metric's baseline (NaN while a learned one is unknown)."""
     baseline_date: str | None
-    accuracy: float
     drop: float
+    """How much worse than the baseline ``value`` is (for a loss such as the Brier score: how much higher)."""
     threshold: float
     floor: float | None
     window: int
@@ -50,7 +58,7 @@ class AlertTransition:
     source_index: int
     """Position, in the batch handed to the monitor, of the event that triggered it."""
     lower_bound: float
-    """Wilson 95% interval of ``accuracy`` over ``samples``."""
+    """Wilson 95% interval of ``value`` over ``samples`` (the value itself for a metric that is not a proportion)."""
     upper_bound: float
     window_accuracy: float
     """Accuracy of the judged count window (``window`` events) at that moment, for context."""
@@ -59,18 +67,42 @@ class AlertTransition:
     """The sequential test's evidence (log-likelihood ratio) when it decided; ``None`` for the window rule."""
     evidence_start: float | None
     """Event time of the first event behind the decision (``None`` if it lies beyond the batch's reach)."""
-    metric: str = "accuracy"
-    """What ``accuracy``, ``drop`` and the bounds measure: accuracy, or the metric of a metric rule (recall, ...)."""
+
+    @property
+    def accuracy(self) -> float | None:
+        """``value`` when the metric is accuracy; ``None`` for a rule on another metric."""
+        return self.value if self.metric == ACCURACY else None
 
     def to_event(self, emitted_at: float) -> dict[str, Any]:
-        """The alert event as published (JSON object), stamped with the time it was sent."""
-        event = asdict(self)
-        del event["source_index"]
+        """The alert event as published (JSON object), stamped with the time it was sent.
+
+        ``accuracy`` and ``baseline_accuracy`` appear only when they hold an
+        accuracy; a rule on another metric says ``metric``, ``value`` and ``baseline``.
+        """
+        event: dict[str, Any] = {
+            "alert_id": self.alert_id,
+            "model": self.model,
+            "status": self.status,
+            "rule": self.rule,
+            "message": self.message,
+            "metric": self.metric,
+        }
+        if self.metric == ACCURACY:
+            event["baseline_accuracy"] = self.baseline
+        event["baseline"] = self.baseline
+        event["baseline_date"] = self.baseline_date
+        if self.metric == ACCURACY:
+            event["accuracy"] = self.value
+        event["value"] = self.value
+        for name in ("drop", "threshold", "floor", "window", "samples"):
+            event[name] = getattr(self, name)
         event["event_time"] = _iso(self.event_time)
+        for name in ("lower_bound", "upper_bound", "window_accuracy", "decision", "statistic"):
+            event[name] = getattr(self, name)
         event["evidence_start"] = None if self.evidence_start is None else _iso(self.evidence_start)
         event["emitted_at"] = _iso(emitted_at)
         return event
 
 
 def _iso(epoch_seconds: float) -> str:
-    return datetime.fromtimestamp(epoch_seconds, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(epoch_seconds, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

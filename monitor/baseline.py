@@ -23,6 +23,7 @@ True
 from __future__ import annotations
 
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -63,6 +64,35 @@ class Baseline:
     @property
     def is_learned(self) -> bool:
         return self.learn_from > 0
+
+    def state(self) -> dict[str, Any]:
+        """What was learned (a fixed baseline's value and date come from the policy)."""
+        return {
+            "value": None if self.value is None else [self.value.numerator, self.value.denominator],
+            "measured_at": self.measured_at if isinstance(self.measured_at, float) else None,
+            "seen": self._seen,
+            "correct": self._correct,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        value, seen, correct = state["value"], state["seen"], state["correct"]
+        if type(seen) is not int or type(correct) is not int or not 0 <= correct <= seen:
+            raise ValueError(f"baseline learned {correct!r} of {seen!r} events")
+        if self.is_learned and seen > self.learn_from:
+            raise ValueError(f"baseline learned from {seen} of {self.learn_from} events")
+        if value is not None:
+            numerator, denominator = value
+            if type(numerator) is not int or type(denominator) is not int or denominator <= 0:
+                raise ValueError(f"baseline value {value!r} is not a fraction")
+            self.value = Fraction(numerator, denominator)
+        elif self.is_learned:
+            self.value = None
+        if self.is_learned:
+            measured = state["measured_at"]
+            if measured is not None and type(measured) not in (int, float):
+                raise ValueError(f"baseline measured at {measured!r}")
+            self.measured_at = None if measured is None else float(measured)
+        self._seen, self._correct = seen, correct
 
     def observe(self, outcomes: npt.NDArray[np.bool_], event_time: npt.NDArray[np.float64]) -> int:
         """Feed labeled outcomes; returns how many leading ones went into learning.

@@ -32,9 +32,12 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from decaywatch.monitor.binary import METRICS, SEQUENTIAL_METRICS
+from decaywatch.monitor.metrics import REGISTRY
+from decaywatch.monitor.metrics import SEQUENTIAL as SEQUENTIAL_METRICS
 from decaywatch.monitor.timewindow import parse_duration
 
+METRICS = tuple(REGISTRY)
+"""Metrics a rule may watch (the registered ones)."""
 
 DECISIONS = ("sequential", "window")
 """How a rule decides: a sequential test on the line (default), or the plain rule on the judged window."""

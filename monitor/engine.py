@@ -1,8 +1,8 @@
 """The monitor: routes a batch of validated events to per-model trackers.
 
 >>> import numpy as np
->>> from monitor.config import MonitorConfig, ModelPolicy
->>> from monitor.schema import validate
+>>> from decaywatch.monitor.config import MonitorConfig, ModelPolicy
+>>> from decaywatch.monitor.schema import validate
 >>> config = MonitorConfig(ModelPolicy(baseline=0.85, windows=(4,), min_samples=4, decision="window"))
 >>> monitor = Monitor(config)
 >>> events = [{"model": "m", "prediction": 1, "label": int(i < 2)} for i in range(6)]
@@ -51,21 +51,7 @@ class Monitor:
                 self.last_untracked_model = model
                 continue
             self._touched.add(model)
-            transitions.extend(
-                tracker.update(batch.labeled[rows], batch.correct[rows], batch.event_time[rows], batch.source_index[rows])
-            )
-            if tracker.binary is not None and batch.predictions is not None and batch.labels is not None:
-                score = batch.score[rows] if batch.score is not None else np.full(rows.size, np.nan)
-                labeled = batch.labeled[rows]
-                transitions.extend(
-                    tracker.update_binary(
-                        batch.predictions[rows][labeled],
-                        batch.labels[rows][labeled],
-                        score[labeled],
-                        batch.event_time[rows][labeled],
-                        batch.source_index[rows][labeled],
-                    )
-                )
+            transitions.extend(tracker.update(batch.rows(rows)))
         transitions.sort(key=lambda t: t.source_index)
         return transitions
 

@@ -18,6 +18,8 @@ True
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
@@ -28,6 +30,15 @@ class EpisodeState:
     def __init__(self) -> None:
         self.firing = False
         self.alert_id: str | None = None
+
+    def state(self) -> dict[str, Any]:
+        return {"firing": self.firing, "alert_id": self.alert_id}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        firing, alert = state["firing"], state["alert_id"]
+        if type(firing) is not bool or not (alert is None or type(alert) is str):
+            raise ValueError(f"episode state {state!r}")
+        self.firing, self.alert_id = firing, alert
 
     def advance(self, breach: npt.NDArray[np.bool_], clear: npt.NDArray[np.bool_]) -> list[tuple[int, bool]]:
         """Walk a batch; returns ``(index, firing)`` for every transition, in order.

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from itertools import chain
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import chain
 from typing import Any, Final
 
 import numpy as np
@@ -86,6 +86,19 @@ class Rejection:
 
 
 @dataclass(frozen=True, slots=True)
+class ModelRows:
+    """One model's events of one batch, in stream order (labeled or not)."""
+
+    labeled: npt.NDArray[np.bool_]
+    correct: npt.NDArray[np.bool_]
+    event_time: npt.NDArray[np.float64]
+    source_index: npt.NDArray[np.int64]
+    predictions: npt.NDArray[np.object_] | None = None
+    labels: npt.NDArray[np.object_] | None = None
+    score: npt.NDArray[np.float64] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class EventBatch:
     """Valid events as columns (one numpy array per field, same length).
 
@@ -121,6 +134,18 @@ class EventBatch:
             predictions=None if self.predictions is None else self.predictions[keep],
             labels=None if self.labels is None else self.labels[keep],
             score=None if self.score is None else self.score[keep],
+        )
+
+    def rows(self, index: npt.NDArray[np.intp]) -> ModelRows:
+        """The events at ``index`` (one model's, in stream order), as a tracker takes them."""
+        return ModelRows(
+            labeled=self.labeled[index],
+            correct=self.correct[index],
+            event_time=self.event_time[index],
+            source_index=self.source_index[index],
+            predictions=None if self.predictions is None else self.predictions[index],
+            labels=None if self.labels is None else self.labels[index],
+            score=None if self.score is None else self.score[index],
         )
 
     @classmethod

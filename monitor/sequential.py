@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -103,6 +103,33 @@ class SequentialTest:
         self._span_count = 0
         self._quiet = 0  # labeled events still to wait (cool-down) before a new episode may open
         self._span_start_time: float | None = None
+
+    def state(self) -> dict[str, Any]:
+        """What the test has learned (its parameters come from the policy)."""
+        return {
+            "firing": self.firing,
+            "statistic": self._statistic,
+            "span_correct": self._span_correct,
+            "span_count": self._span_count,
+            "quiet": self._quiet,
+            "span_start_time": self._span_start_time,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        firing, start = state["firing"], state["span_start_time"]
+        counts = [state[key] for key in ("statistic", "span_correct", "span_count", "quiet")]
+        if (
+            type(firing) is not bool
+            or any(type(c) is not int for c in counts)
+            or not (start is None or type(start) in (int, float))
+        ):
+            raise ValueError(f"sequential test state {state!r}")
+        statistic, span_correct, span_count, quiet = counts
+        if statistic < 0 or not 0 <= span_correct <= span_count or quiet < 0:
+            raise ValueError(f"sequential test state {state!r}")
+        self.firing = firing
+        self._statistic, self._span_correct, self._span_count, self._quiet = statistic, span_correct, span_count, quiet
+        self._span_start_time = None if start is None else float(start)
 
     @property
     def statistic(self) -> float:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -93,6 +93,28 @@ class TimeWindow:
         if self._newest is None:
             return None
         return (self._newest - self.buckets + 1) * self.width, (self._newest + 1) * self.width
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "span": self.span,
+            "buckets": self.buckets,
+            "correct": self._correct,
+            "count": self._count,
+            "newest": self._newest,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        if state["span"] != self.span or state["buckets"] != self.buckets:
+            raise ValueError(
+                f"{state['buckets']} buckets over {state['span']} s in the checkpoint, {self.buckets} over {self.span} s now"
+            )
+        correct, count, newest = state["correct"], state["count"], state["newest"]
+        for array in (correct, count):
+            if not isinstance(array, np.ndarray) or array.dtype != np.int64 or array.shape != (self.buckets,):
+                raise ValueError(f"time window buckets {getattr(array, 'shape', array)!r}, not {self.buckets}")
+        if not (newest is None or type(newest) is int):
+            raise ValueError(f"time window newest bucket {newest!r}")
+        self._correct, self._count, self._newest = correct, count, newest
 
     def add(self, outcomes: npt.NDArray[np.bool_], event_time: npt.NDArray[np.float64]) -> None:
         """Add labeled outcomes that are not late (the caller filters with ``late_mask``)."""

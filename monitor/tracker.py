@@ -1,26 +1,29 @@
-"""Everything the monitor knows about one model: counters, windows, baseline, rules, episodes."""
+"""Everything the monitor knows about one model: counters, windows, baseline, rules, episodes.
+
+One path for every rule: the batch's labeled events become a few integer
+columns (``metric.LabeledOutcomes``); every count window sums the rings the
+registered metrics need; each metric turns its rings' trajectories into a
+``MetricSeries``; each rule's judge reads the series of its metric.  Nothing
+here knows which metric or which decider a rule has.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import math
+from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from decaywatch.monitor.alert import DEGRADED_MESSAGE, FIRING, RESOLVED, STABLE_MESSAGE, AlertTransition, alert_id
-from decaywatch.monitor.baseline import Baseline, exact
-from decaywatch.monitor.binary import BinaryOutcomes, BinaryWindow, ValueWindowJudge
-from decaywatch.monitor.config import MetricRule, ModelPolicy
-from decaywatch.monitor.rule import (
-    DEGRADATION,
-    FLOOR,
-    Judge,
-    Judgement,
-    SequentialJudge,
-    degradation_judge,
-    floor_judge,
-    sequential_judge,
-)
+from decaywatch.monitor.baseline import Baseline
+from decaywatch.monitor.config import ModelPolicy
+from decaywatch.monitor.metric import LabeledOutcomes, Metric, MetricSeries, Ring, Trajectory
+from decaywatch.monitor.metrics import REGISTRY
+from decaywatch.monitor.metrics.accuracy import CORRECT
+from decaywatch.monitor.metrics.confusion import BRIER_SCALE
+from decaywatch.monitor.rule import DEGRADATION, FLOOR, Judgement, Rule, degradation_rule, floor_rule, metric_rule
+from decaywatch.monitor.schema import ModelRows
 from decaywatch.monitor.snapshot import ModelSnapshot, RuleSnapshot, WindowSnapshot
 from decaywatch.monitor.timewindow import TimeWindow, late_mask, parse_duration
 from decaywatch.monitor.wilson import wilson_interval
@@ -28,271 +31,185 @@ from decaywatch.monitor.window import CountWindow
 
 
 class ModelTracker:
-    """Rolling accuracy and alert state of one model, updated a batch at a time."""
+    """Rolling metrics and alert state of one model, updated a batch at a time."""
 
     def __init__(self, model: str, policy: ModelPolicy) -> None:
         self.model = model
         self.policy = policy
-        self.windows = {size: CountWindow(size) for size in sorted(set(policy.windows))}
+        binary = policy.positive_label is not None
+        self.metrics: dict[str, Metric] = {
+            name: metric for name, metric in REGISTRY.items() if binary or not metric.needs_positive_class
+        }
+        self.rings: dict[str, Ring] = {ring.name: ring for metric in self.metrics.values() for ring in metric.rings}
+        self.windows: dict[int, dict[str, CountWindow]] = {
+            size: {name: CountWindow(size, ring.dtype, ring.keep_times) for name, ring in self.rings.items()}
+            for size in sorted(set(policy.windows))
+        }
         self.baseline = (
             Baseline.fixed(policy.baseline, policy.baseline_date)
             if policy.baseline is not None
             else Baseline.learned(policy.learn_baseline_from)
         )
-        self.judges: dict[str, Judge] = {}
-        floor = floor_judge(policy)
+        self.rules: dict[str, Rule] = {}
+        floor = floor_rule(policy)
         if floor is not None:
-            self.judges[FLOOR] = floor
+            self.rules[FLOOR] = floor
         if self.baseline.value is not None:
-            self.judges[DEGRADATION] = degradation_judge(policy, self.baseline.value)
-        self.time_windows = {label: TimeWindow(parse_duration(label)) for label in policy.time_windows}
+            self.rules[DEGRADATION] = degradation_rule(policy, self.baseline.value)
+        for spec in policy.rules:
+            if spec.metric in self.metrics:
+                self.rules[spec.name] = metric_rule(spec, policy)
+        self.time_windows: dict[str, TimeWindow] = {label: TimeWindow(parse_duration(label)) for label in policy.time_windows}
         self.allowed_lateness = parse_duration(policy.allowed_lateness)
         self.watermark: float | None = None
         self.late_events = 0
         self.alert_ids: dict[str, str] = {}
-        self.binary = {size: BinaryWindow(size) for size in self.windows} if policy.positive_label is not None else None
-        self.metric_rules: dict[str, tuple[MetricRule, SequentialJudge | ValueWindowJudge]] = {
-            rule.name: (rule, _metric_judge(rule, policy)) for rule in policy.rules
-        }
-        self._binary_seen = 0
         self.events = 0
         self.labeled = 0
         self.correct = 0
         self.last_event_time: float | None = None
 
-    def update(
-        self,
-        labeled: npt.NDArray[np.bool_],
-        correct: npt.NDArray[np.bool_],
-        event_time: npt.NDArray[np.float64],
-        source_index: npt.NDArray[np.int64],
-    ) -> list[AlertTransition]:
+    def learn_rules(self) -> None:
+        """Add the degradation rule once the baseline is known (in front: it is the contract's rule)."""
+        if DEGRADATION not in self.rules and self.baseline.value is not None:
+            self.rules = {DEGRADATION: degradation_rule(self.policy, self.baseline.value), **self.rules}
+
+    def update(self, rows: ModelRows) -> list[AlertTransition]:
         """Account for this model's events of one batch, in stream order; returns alert transitions."""
-        self.events += int(labeled.shape[0])
-        if event_time.size:
-            newest = float(event_time.max())
+        self.events += int(rows.labeled.shape[0])
+        if rows.event_time.size:
+            newest = float(rows.event_time.max())
             self.last_event_time = newest if self.last_event_time is None else max(self.last_event_time, newest)
-        outcomes, times, sources = correct[labeled], event_time[labeled], source_index[labeled]
-        late, self.watermark = late_mask(event_time, self.watermark, self.allowed_lateness)
+        outcomes = self._outcomes(rows)
+        late, self.watermark = late_mask(rows.event_time, self.watermark, self.allowed_lateness)
         self.late_events += int(np.count_nonzero(late))
-        on_time = ~late[labeled]
-        for window in self.time_windows.values():
-            window.add(outcomes[on_time], times[on_time])
-        if not outcomes.size:
+        on_time = ~late[rows.labeled]
+        for time_window in self.time_windows.values():
+            time_window.add(outcomes.correct[on_time], outcomes.event_time[on_time])
+        if not len(outcomes):
             return []
         ordinal_before = self.labeled
-        self.labeled += int(outcomes.size)
-        self.correct += int(np.count_nonzero(outcomes))
-        learning = self.baseline.observe(outcomes, times)
-        if DEGRADATION not in self.judges and self.baseline.value is not None:
-            self.judges = {DEGRADATION: degradation_judge(self.policy, self.baseline.value), **self.judges}
-        judged = self.windows[self.policy.judged_window]
-        trajectories = {size: window.trajectory(outcomes) for size, window in self.windows.items()}
-        k, n = trajectories[self.policy.judged_window]
+        self.labeled += len(outcomes)
+        self.correct += int(np.count_nonzero(outcomes.correct))
+        learning = self.baseline.observe(outcomes.correct, outcomes.event_time)
+        self.learn_rules()
+        columns = {name: ring.column(outcomes) for name, ring in self.rings.items()}
+        trajectories = {
+            size: {name: Trajectory(*window.trajectory(columns[name])) for name, window in rings.items()}
+            for size, rings in self.windows.items()
+        }
+        judged = trajectories[self.policy.judged_window]
+        series: dict[str, MetricSeries] = {}
         transitions: list[AlertTransition] = []
-        for judge in self.judges.values():
-            skip = learning if judge.name == DEGRADATION else 0
-            allowed = n[skip:] >= self.policy.min_samples
-            for judgement in judge.advance(outcomes[skip:], k[skip:], n[skip:], allowed, times[skip:]):
+        for rule in self.rules.values():
+            name = rule.metric.name
+            if name not in series:
+                series[name] = rule.metric.series(judged, outcomes)
+            skip = learning if rule.after_learning else 0
+            seen = _tail(series[name], skip)
+            allowed = seen.support >= rule.min_samples
+            for judgement in rule.judge.advance(seen, allowed, outcomes.event_time[skip:]):
                 j = judgement.index + skip
                 if judgement.firing:
-                    self.alert_ids[judge.name] = alert_id(self.model, judge.name, ordinal_before + j + 1)
-                span_start = self._span_start(judgement, judged, j, int(n[j]), times)
-                transitions.append(self._transition(judge, judgement, j, int(k[j]), int(n[j]), span_start, times, sources))
+                    self.alert_ids[rule.name] = alert_id(self.model, rule.name, ordinal_before + j + 1)
+                transitions.append(self._transition(rule, judgement, j, judged[CORRECT.name], outcomes))
                 if not judgement.firing:
-                    del self.alert_ids[judge.name]
-        for size, window in self.windows.items():
-            window.write(outcomes, times, *trajectories[size])
+                    del self.alert_ids[rule.name]
+        for size, rings in self.windows.items():
+            for name, window in rings.items():
+                t = trajectories[size][name]
+                window.write(columns[name], outcomes.event_time, t.total, t.count)
         return transitions
 
-    def update_binary(
-        self,
-        predictions: npt.NDArray[np.object_],
-        labels: npt.NDArray[np.object_],
-        score: npt.NDArray[np.float64],
-        times: npt.NDArray[np.float64],
-        sources: npt.NDArray[np.int64],
-    ) -> list[AlertTransition]:
-        """Precision, recall, F1 and Brier over the same labeled events as ``update``; returns metric rules' transitions."""
-        assert self.binary is not None
-        if not labels.size:
-            return []
-        batch = BinaryOutcomes.of(predictions, labels, score, self.policy.positive_label)
-        values = {size: window.update(batch, times) for size, window in self.binary.items()}
-        judged = values[self.policy.judged_window]
-        ordinal_before = self._binary_seen
-        self._binary_seen += int(labels.size)
-        transitions: list[AlertTransition] = []
-        for name, (rule, judge) in self.metric_rules.items():
-            if isinstance(judge, ValueWindowJudge):
-                moves = [
-                    (v.index, v.firing, v.value, v.support, None)
-                    for v in judge.advance(judged.values[rule.metric], judged.support[rule.metric])
-                ]
-            else:
-                moves = self._sequential_metric(rule, judge, batch)
-            for j, firing, value, support, statistic in moves:
-                if firing:
-                    self.alert_ids[name] = alert_id(self.model, name, ordinal_before + j + 1)
-                transitions.append(
-                    self._metric_transition(rule, firing, value, support, statistic, float(times[j]), int(sources[j]))
-                )
-                if not firing:
-                    del self.alert_ids[name]
-        return transitions
+    def _outcomes(self, rows: ModelRows) -> LabeledOutcomes:
+        """The labeled events as the integer columns the rings are made of."""
+        labeled = rows.labeled
+        correct, times, sources = rows.correct[labeled], rows.event_time[labeled], rows.source_index[labeled]
+        positive = self.policy.positive_label
+        if positive is None:
+            return LabeledOutcomes(correct, times, sources)
+        m = int(correct.shape[0])
+        if rows.predictions is None or rows.labels is None:
+            none = np.zeros(m, dtype=bool)
+            return LabeledOutcomes(correct, times, sources, none, none, np.zeros(m, np.int64), none)
+        # Python == per element, run by numpy over the object arrays (labels may be int, str or bool)
+        predicted = np.asarray(rows.predictions[labeled] == positive, dtype=bool)
+        actual = np.asarray(rows.labels[labeled] == positive, dtype=bool)
+        score = rows.score[labeled] if rows.score is not None else np.full(m, np.nan)
+        scored = ~np.isnan(score)
+        error = np.where(scored, score - actual, 0.0)
+        squared = np.rint(error * error * BRIER_SCALE).astype(np.int64)
+        return LabeledOutcomes(correct, times, sources, predicted, actual, squared, scored)
 
-    def _sequential_metric(
-        self, rule: MetricRule, judge: SequentialJudge, batch: BinaryOutcomes
-    ) -> list[tuple[int, bool, float, int, float | None]]:
-        """Precision and recall are success rates over a subsequence: run the test there, map indexes back."""
-        if rule.metric == "precision":
-            rows, outcomes = np.flatnonzero(batch.predicted), batch.actual[batch.predicted]
-        else:
-            rows, outcomes = np.flatnonzero(batch.actual), batch.predicted[batch.actual]
-        allowed = np.ones(rows.size, dtype=bool)
-        return [
-            (int(rows[j.index]), j.firing, j.correct / j.count, j.count, j.statistic)
-            for j in judge.advance(outcomes, np.zeros(0, np.int64), np.zeros(0, np.int64), allowed)
-        ]
-
-    def _metric_transition(
-        self, rule: MetricRule, firing: bool, value: float, support: int, statistic: float | None, event_time: float, source: int
+    def _transition(
+        self, rule: Rule, judgement: Judgement, j: int, accuracy: Trajectory, outcomes: LabeledOutcomes
     ) -> AlertTransition:
-        lower, upper = wilson_interval(round(value * support), support) if rule.metric != "brier" else (value, value)
-        worse = value - rule.baseline if rule.metric == "brier" else rule.baseline - value
+        value = judgement.numerator / judgement.denominator
+        if rule.metric.binomial:
+            low, high = wilson_interval(judgement.numerator, judgement.denominator)
+            lower, upper = float(low), float(high)
+        else:
+            lower = upper = value
+        reference = rule.baseline if rule.baseline is not None else self.baseline.value
+        baseline = float(reference) if reference is not None else math.nan
+        if judgement.statistic is None:  # the window rule: its evidence is the judged window
+            window = self.windows[self.policy.judged_window][CORRECT.name]
+            start: float | None = window.oldest_time(j, int(accuracy.count[j]), outcomes.event_time)
+        else:
+            start = judgement.start_time
         return AlertTransition(
             alert_id=self.alert_ids[rule.name],
             model=self.model,
-            status=FIRING if firing else RESOLVED,
-            rule=rule.name,
-            message=DEGRADED_MESSAGE if firing else STABLE_MESSAGE,
-            baseline_accuracy=rule.baseline,
-            baseline_date=None,
-            accuracy=value,
-            drop=worse,
-            threshold=rule.threshold,
-            floor=None,
-            window=self.policy.judged_window,
-            samples=support,
-            event_time=event_time,
-            source_index=source,
-            lower_bound=float(lower),
-            upper_bound=float(upper),
-            window_accuracy=float("nan"),
-            decision="window" if statistic is None else "sequential",
-            statistic=statistic,
-            evidence_start=None,
-            metric=rule.metric,
-        )
-
-    def _span_start(
-        self, judgement: Judgement, judged: CountWindow, j: int, n_j: int, times: npt.NDArray[np.float64]
-    ) -> float | None:
-        """Event time of the first event behind a judgement (window rule: the window's oldest event)."""
-        if judgement.statistic is None:
-            return judged.oldest_time(j, n_j, times)
-        return judgement.start_time
-
-    def _transition(
-        self,
-        judge: Judge,
-        judgement: Judgement,
-        j: int,
-        window_correct: int,
-        window_count: int,
-        span_start: float | None,
-        times: npt.NDArray[np.float64],
-        sources: npt.NDArray[np.int64],
-    ) -> AlertTransition:
-        baseline = float(self.baseline.value) if self.baseline.value is not None else float("nan")
-        accuracy = judgement.correct / judgement.count
-        lower, upper = wilson_interval(judgement.correct, judgement.count)
-        return AlertTransition(
-            alert_id=self.alert_ids[judge.name],
-            model=self.model,
             status=FIRING if judgement.firing else RESOLVED,
-            rule=judge.name,
+            rule=rule.name,
             message=DEGRADED_MESSAGE if judgement.firing else STABLE_MESSAGE,
-            baseline_accuracy=baseline,
-            baseline_date=self._baseline_date(),
-            accuracy=accuracy,
-            drop=baseline - accuracy,
-            threshold=self.policy.threshold,
-            floor=self.policy.floor,
+            metric=rule.metric.name,
+            value=value,
+            baseline=baseline,
+            baseline_date=self.baseline_date() if rule.baseline is None else None,
+            drop=baseline - value if rule.metric.higher_is_better else value - baseline,
+            threshold=rule.threshold,
+            floor=rule.floor,
             window=self.policy.judged_window,
-            samples=judgement.count,
-            event_time=float(times[j]),
-            source_index=int(sources[j]),
-            lower_bound=float(lower),
-            upper_bound=float(upper),
-            window_accuracy=window_correct / window_count,
-            decision=self.policy.decision,
+            samples=judgement.support,
+            event_time=float(outcomes.event_time[j]),
+            source_index=int(outcomes.source_index[j]),
+            lower_bound=lower,
+            upper_bound=upper,
+            window_accuracy=int(accuracy.total[j]) / int(accuracy.count[j]),
+            decision=rule.judge.decision,
             statistic=judgement.statistic,
-            evidence_start=span_start,
-            metric="accuracy",
+            evidence_start=start,
         )
 
-    def _baseline_date(self) -> str | None:
+    def baseline_date(self) -> str | None:
         measured = self.baseline.measured_at
         if measured is None or isinstance(measured, str):
             return measured
-        return datetime.fromtimestamp(measured, tz=timezone.utc).date().isoformat()
+        return datetime.fromtimestamp(measured, tz=UTC).date().isoformat()
 
     def snapshot(self) -> ModelSnapshot:
         baseline = float(self.baseline.value) if self.baseline.value is not None else None
-        windows = []
-        for size, w in self.windows.items():
-            lower, upper = wilson_interval(w.correct, w.count)
-            windows.append(
-                WindowSnapshot(
-                    label=str(size),
-                    size=size,
-                    labeled=w.count,
-                    correct=w.correct,
-                    accuracy=w.accuracy,
-                    drop=None if baseline is None or w.accuracy is None else baseline - w.accuracy,
-                    time_span=w.time_span,
-                    lower_bound=None if not w.count else float(lower),
-                    upper_bound=None if not w.count else float(upper),
-                )
+        windows = [
+            _window_snapshot(
+                str(size), size, rings[CORRECT.name].count, rings[CORRECT.name].correct, rings[CORRECT.name].time_span, baseline
             )
-        for label, tw in self.time_windows.items():
-            lower, upper = wilson_interval(tw.correct, tw.count)
-            accuracy = tw.accuracy
-            windows.append(
-                WindowSnapshot(
-                    label=label,
-                    size=None,
-                    labeled=tw.count,
-                    correct=tw.correct,
-                    accuracy=accuracy,
-                    drop=None if baseline is None or accuracy is None else baseline - accuracy,
-                    time_span=tw.time_span,
-                    lower_bound=None if not tw.count else float(lower),
-                    upper_bound=None if not tw.count else float(upper),
-                )
-            )
+            for size, rings in self.windows.items()
+        ]
+        windows += [
+            _window_snapshot(label, None, tw.count, tw.correct, tw.time_span, baseline) for label, tw in self.time_windows.items()
+        ]
         metrics: dict[str, dict[str, float | None]] = {}
-        if self.binary is not None:
-            metrics = {str(size): window.current() for size, window in self.binary.items()}
+        if self.policy.positive_label is not None:
+            for size, rings in self.windows.items():
+                totals = {name: window.correct for name, window in rings.items()}
+                count = rings[CORRECT.name].count
+                metrics[str(size)] = {
+                    name: metric.value(totals, count) for name, metric in self.metrics.items() if name != "accuracy"
+                }
         rules = tuple(
-            RuleSnapshot(
-                name=judge.name,
-                firing=judge.firing,
-                statistic=judge.statistic,
-                evidence=getattr(judge, "evidence", None),
-                alert_id=self.alert_ids.get(judge.name),
-            )
-            for judge in self.judges.values()
-        ) + tuple(
-            RuleSnapshot(
-                name=name,
-                firing=judge.firing,
-                statistic=judge.statistic if isinstance(judge, SequentialJudge) else None,
-                evidence=judge.evidence if isinstance(judge, SequentialJudge) else None,
-                alert_id=self.alert_ids.get(name),
-            )
-            for name, (_rule, judge) in self.metric_rules.items()
+            RuleSnapshot(rule.name, rule.judge.firing, rule.judge.statistic, rule.judge.evidence, self.alert_ids.get(rule.name))
+            for rule in self.rules.values()
         )
         return ModelSnapshot(
             model=self.model,
@@ -301,7 +218,7 @@ class ModelTracker:
             correct=self.correct,
             last_event_time=self.last_event_time,
             baseline=baseline,
-            baseline_date=self._baseline_date(),
+            baseline_date=self.baseline_date(),
             threshold=self.policy.threshold,
             floor=self.policy.floor,
             judged_window=self.policy.judged_window,
@@ -311,11 +228,87 @@ class ModelTracker:
             binary_metrics=metrics,
         )
 
+    def state(self) -> dict[str, Any]:
+        """Everything learned, as plain values and numpy arrays (the envelope is ``state.py``'s)."""
+        return {
+            "events": self.events,
+            "labeled": self.labeled,
+            "correct": self.correct,
+            "late_events": self.late_events,
+            "last_event_time": self.last_event_time,
+            "watermark": self.watermark,
+            "baseline": self.baseline.state(),
+            "windows": [[size, name, window.state()] for size, rings in self.windows.items() for name, window in rings.items()],
+            "time_windows": [[label, window.state()] for label, window in self.time_windows.items()],
+            "rules": [[name, rule.judge.state()] for name, rule in self.rules.items()],
+            "alert_ids": [[name, alert] for name, alert in self.alert_ids.items()],
+        }
 
-def _metric_judge(rule: MetricRule, policy: ModelPolicy) -> SequentialJudge | ValueWindowJudge:
-    decision = rule.decision or (policy.decision if rule.metric in ("accuracy", "precision", "recall") else "window")
-    min_samples = rule.min_samples if rule.min_samples is not None else policy.min_samples
-    if decision == "sequential":
-        line = float(exact(rule.baseline) - exact(rule.threshold))
-        return sequential_judge(rule.name, line, policy.margin, policy)
-    return ValueWindowJudge(rule.metric, rule.baseline, rule.threshold, min_samples, policy.recovery_margin, policy.cooldown)
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take over a ``state()`` written under the same policy; raises ``ValueError``/``KeyError`` on a mismatch."""
+        self.events, self.labeled, self.correct = _count(state["events"]), _count(state["labeled"]), _count(state["correct"])
+        self.late_events = _count(state["late_events"])
+        self.last_event_time, self.watermark = _real(state["last_event_time"]), _real(state["watermark"])
+        self.baseline.restore(state["baseline"])
+        self.learn_rules()
+        _same(
+            "windows", [[size, name] for size, rings in self.windows.items() for name in rings], [w[:2] for w in state["windows"]]
+        )
+        for size, name, window in state["windows"]:
+            self.windows[size][name].restore(window)
+        _same("time windows", list(self.time_windows), [label for label, _ in state["time_windows"]])
+        for label, window in state["time_windows"]:
+            self.time_windows[label].restore(window)
+        _same("rules", sorted(self.rules), sorted(name for name, _ in state["rules"]))
+        self.rules = {name: self.rules[name] for name, _ in state["rules"]}  # the stored order
+        for name, judge in state["rules"]:
+            self.rules[name].judge.restore(judge)
+        self.alert_ids = {str(name): str(alert) for name, alert in state["alert_ids"]}
+
+
+def _window_snapshot(
+    label: str, size: int | None, count: int, correct: int, span: tuple[float, float] | None, baseline: float | None
+) -> WindowSnapshot:
+    accuracy = correct / count if count else None
+    lower, upper = wilson_interval(correct, count)
+    return WindowSnapshot(
+        label=label,
+        size=size,
+        labeled=count,
+        correct=correct,
+        accuracy=accuracy,
+        drop=None if baseline is None or accuracy is None else baseline - accuracy,
+        time_span=span,
+        lower_bound=None if not count else float(lower),
+        upper_bound=None if not count else float(upper),
+    )
+
+
+def _tail(series: MetricSeries, skip: int) -> MetricSeries:
+    """The series from labeled event ``skip`` on (indexes renumbered from 0)."""
+    if not skip:
+        return series
+    trials, successes = series.trials, series.successes
+    if trials is not None and successes is not None:
+        later = trials >= skip
+        trials, successes = trials[later] - skip, successes[later]
+    return MetricSeries(series.numerator[skip:], series.denominator[skip:], series.support[skip:], trials, successes)
+
+
+def _count(value: Any) -> int:
+    if type(value) is not int or value < 0:
+        raise ValueError(f"a count must be a whole number >= 0, not {value!r}")
+    return value
+
+
+def _real(value: Any) -> float | None:
+    if value is None:
+        return None
+    if type(value) not in (int, float):
+        raise ValueError(f"expected a number, not {value!r}")
+    return float(value)
+
+
+def _same(what: str, now: list[Any], stored: list[Any]) -> None:
+    if now != stored:
+        raise ValueError(f"{what}: {stored} in the checkpoint, {now} now")

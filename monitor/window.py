@@ -17,6 +17,8 @@ new bits, minus a cumulative sum of the bits that fall out of the window.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
@@ -34,7 +36,7 @@ class CountWindow:
 
     _INITIAL_CAPACITY = 64
 
-    def __init__(self, size: int, dtype: type[np.integer] = np.uint8, track_times: bool = True) -> None:  # type: ignore[type-arg]
+    def __init__(self, size: int, dtype: type[np.integer[Any]] = np.uint8, track_times: bool = True) -> None:
         """``dtype`` holds each event's value: bits by default, a wider integer for sums such as squared errors.
 
         ``track_times=False`` keeps no event times (no ``time_span``): for windows only summed.
@@ -86,6 +88,28 @@ class CountWindow:
         oldest = (self._next - self._count) % self.size
         newest = (self._next - 1) % self.size
         return float(self._times[oldest]), float(self._times[newest])
+
+    def state(self) -> dict[str, Any]:
+        """The ring as it is held (a ring still filling holds fewer than ``size`` slots)."""
+        return {"bits": self._bits, "times": self._times, "next": self._next, "count": self._count, "correct": self._correct}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        bits, times = state["bits"], state["times"]
+        nxt, count, correct = state["next"], state["count"], state["correct"]
+        if not isinstance(bits, np.ndarray) or bits.dtype != self._bits.dtype or bits.ndim != 1:
+            raise ValueError(f"window ring of {getattr(bits, 'dtype', type(bits))}, this window keeps {self._bits.dtype}")
+        if (times is None) != (self._times is None) or (
+            times is not None and (not isinstance(times, np.ndarray) or times.dtype != np.float64)
+        ):
+            raise ValueError("the window's event times do not match the checkpoint's")
+        if any(type(v) is not int for v in (nxt, count, correct)):
+            raise ValueError(f"window counters {nxt!r}, {count!r}, {correct!r}")
+        if not (0 <= count <= bits.size <= self.size and 0 <= nxt < self.size and nxt <= bits.size) or (
+            times is not None and times.size != bits.size
+        ):
+            raise ValueError(f"a ring of {bits.size} at {nxt} holding {count} does not fit size {self.size}")
+        self._bits, self._times = bits, times
+        self._next, self._count, self._correct = nxt, count, correct
 
     def extend(
         self, outcomes: npt.NDArray[np.bool_], event_time: npt.NDArray[np.float64]

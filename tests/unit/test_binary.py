@@ -73,7 +73,7 @@ def test_recall_rule_catches_a_fraud_model_whose_accuracy_barely_moves() -> None
         transitions.extend(monitor.process(batch))
     assert [(t.rule, t.status, t.metric) for t in transitions] == [("recall_degradation", "firing", "recall")]
     [alert] = transitions
-    assert alert.source_index > 100_000 and alert.accuracy < 0.8
+    assert alert.source_index > 100_000 and alert.value < 0.8 and alert.accuracy is None  # a recall, not an accuracy
     snapshot = monitor.snapshot()["fraud"]
     assert snapshot.window(10000).accuracy > 0.98  # accuracy says all is well
     metrics = ServiceMetrics()
@@ -109,3 +109,32 @@ threshold = 0.1
         MetricRule("f1", 0.8, 0.1, decision="sequential")
     with pytest.raises(ConfigError, match="metric must be one of"):
         MonitorConfig.from_mapping({"defaults": {"rules": [{"metric": "auc", "baseline": 0.9, "threshold": 0.1}]}})
+
+
+def test_alert_events_name_what_they_measure() -> None:
+    """``accuracy`` holds an accuracy or is absent; a metric rule's value is in ``value`` beside ``metric``."""
+    rule = MetricRule(metric="precision", baseline=0.9, threshold=0.1, decision="window", min_samples=20)
+    monitor = Monitor(MonitorConfig(ModelPolicy(baseline=0.9, windows=(50,), min_samples=20, decision="window", rules=(rule,))))
+    # every prediction positive, half of them wrong: accuracy and precision both 0.5
+    events = [{"model": "m", "prediction": 1, "label": i % 2, "ts": float(i)} for i in range(60)]
+    batch, _ = validate(events, np.zeros(60))
+    by_rule = {t.rule: t.to_event(0.0) for t in monitor.process(batch)}
+    accuracy, precision = by_rule["degradation"], by_rule["precision_degradation"]
+    assert accuracy["metric"] == "accuracy" and accuracy["accuracy"] == accuracy["value"] == 0.5
+    assert accuracy["baseline_accuracy"] == accuracy["baseline"] == 0.9
+    assert precision["metric"] == "precision" and precision["value"] == 0.5 and precision["baseline"] == 0.9
+    assert "accuracy" not in precision and "baseline_accuracy" not in precision
+    assert precision["window_accuracy"] == 0.5  # context: always the judged window's accuracy
+
+
+@pytest.mark.parametrize("decision", ["window", "sequential"])
+def test_a_rule_on_accuracy_with_its_own_baseline(decision: str) -> None:
+    rule = MetricRule(metric="accuracy", baseline=0.95, threshold=0.1, decision=decision, min_samples=50)
+    monitor = Monitor(MonitorConfig(ModelPolicy(baseline=0.8, threshold=0.2, windows=(200,), min_samples=50, rules=(rule,))))
+    rng = np.random.default_rng(5)
+    right = np.concatenate([rng.random(2000) < 0.95, rng.random(2000) < 0.78])  # under 0.95 - 0.1, above 0.8 - 0.2
+    events = [{"model": "m", "prediction": 1, "label": int(ok), "ts": float(i)} for i, ok in enumerate(right)]
+    batch, _ = validate(events, np.zeros(len(events)))
+    transitions = monitor.process(batch)
+    assert [(t.rule, t.status, t.metric) for t in transitions] == [("accuracy_degradation", "firing", "accuracy")]
+    assert transitions[0].source_index >= 2000 and transitions[0].accuracy == transitions[0].value < 0.85

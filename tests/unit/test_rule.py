@@ -10,9 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from decaywatch.monitor.alert import DEGRADED_MESSAGE, STABLE_MESSAGE
+from decaywatch.monitor.baseline import exact
 from decaywatch.monitor.config import ModelPolicy, MonitorConfig
 from decaywatch.monitor.engine import Monitor
-from decaywatch.monitor.rule import DegradationRule, FloorRule
+from decaywatch.monitor.metric import MetricSeries
+from decaywatch.monitor.rule import Line, WindowJudge
 from decaywatch.monitor.schema import validate
 
 
@@ -23,9 +25,8 @@ def lesson_verdict(baseline: float, current: float, threshold: float) -> str:
 
 
 def judge(baseline: float, correct: int, count: int, threshold: float = 0.1) -> bool:
-    rule = DegradationRule(threshold=threshold, min_samples=1, recovery_margin=0.0)
-    verdict = rule.evaluate(Fraction(repr(baseline)), np.array([correct]), np.array([count]))
-    return bool(verdict.breach[0])
+    line = Line(exact(baseline) - exact(threshold))
+    return bool(line.breached(np.array([correct]), np.array([count]))[0])
 
 
 def test_lesson_numbers_degrade() -> None:
@@ -44,16 +45,31 @@ def test_drop_exactly_equal_to_threshold_is_stable() -> None:
 
 
 def test_floor_is_at_or_below() -> None:
-    rule = FloorRule(floor=0.85, min_samples=1, recovery_margin=0.0)
-    verdict = rule.evaluate(None, np.array([85, 84, 86]), np.array([100, 100, 100]))
-    assert verdict.breach.tolist() == [True, True, False]
-    assert verdict.clear.tolist() == [False, False, True]
+    floor = Line(exact(0.85), inclusive=True)
+    correct, count = np.array([85, 84, 86]), np.array([100, 100, 100])
+    assert floor.breached(correct, count).tolist() == [True, True, False]
+    assert floor.cleared(correct, count, Fraction(0)).tolist() == [False, False, True]
+
+
+def test_a_loss_breaches_above_its_line() -> None:
+    brier = Line(Fraction(1, 5), higher_is_better=False)
+    assert brier.breached(np.array([19, 20, 21]), np.array([100, 100, 100])).tolist() == [False, False, True]
+    assert brier.cleared(np.array([14, 15, 16]), np.array([100, 100, 100]), Fraction(1, 20)).tolist() == [True, True, False]
+
+
+def test_exact_comparisons_do_not_overflow() -> None:
+    line = exact(0.123456789) - exact(0.000000001)  # denominators of 10^9
+    big = np.array([10**12, 10**12 + 1], dtype=np.int64)
+    assert line.numerator * 10**12 // line.denominator == 123456788000
+    assert Line(line).breached(big // 1000 * 123, big).tolist() == [True, True]
+    assert Line(line).breached(np.array([123456788000, 123456787999]), np.array([10**12, 10**12])).tolist() == [False, True]
 
 
 def test_thin_window_is_not_judged() -> None:
-    rule = DegradationRule(threshold=0.1, min_samples=20, recovery_margin=0.0)
-    verdict = rule.evaluate(Fraction(17, 20), np.array([0, 0, 10]), np.array([1, 19, 20]))
-    assert verdict.breach.tolist() == [False, False, True]
+    judge = WindowJudge(Line(Fraction(17, 20) - exact(0.1)), recovery_margin=0.0, cooldown=0)
+    correct, count = np.array([0, 0, 10]), np.array([1, 19, 20])
+    moves = judge.advance(MetricSeries(correct, count, count), count >= 20, np.zeros(3))
+    assert [(j.index, j.firing, j.numerator, j.denominator) for j in moves] == [(2, True, 10, 20)]
 
 
 def events(outcomes: list[bool], model: str = "m") -> list[dict[str, object]]:
