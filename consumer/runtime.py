@@ -13,13 +13,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from decaywatch.consumer.endpoints import HttpEndpoints, HttpServer, TlsSettings
-from decaywatch.consumer.metrics import ServiceMetrics
-from decaywatch.consumer.service import MonitorService
 from decaywatch.consumer.alertmanager import AlertmanagerSink
-from decaywatch.consumer.metrics import DeliveryCollector, OutputCollector
-from decaywatch.consumer.sinks import AlertFanOut, AlertSink, KafkaAlertSink, KafkaDeadLetterSink
 from decaywatch.consumer.changelog import KafkaStateStore
+from decaywatch.consumer.endpoints import HttpEndpoints, HttpServer, TlsSettings
+from decaywatch.consumer.ledger import PartitionLedger
+from decaywatch.consumer.metrics import DeliveryCollector, OutputCollector, ServiceMetrics
+from decaywatch.consumer.service import MonitorService
+from decaywatch.consumer.sinks import AlertFanOut, AlertSink, KafkaAlertSink, KafkaDeadLetterSink
 from decaywatch.consumer.source import KafkaEventSource, RebalanceRecorder
 from decaywatch.monitor.config import MonitorConfig
 from decaywatch.monitor.engine import Monitor
@@ -65,14 +65,15 @@ class MonitorRuntime:
             state_topic = settings.state_topic if settings.state_topic != "" else f"{settings.group}-state"
             if state_topic is not None:
                 KafkaStateStore.ensure_topic(settings.kafka, settings.topic, state_topic)
-            recorder = RebalanceRecorder(on_revoked=lambda partitions: self.service.withhold(partitions))
+            self.metrics = ServiceMetrics()
+            ledger = PartitionLedger(on_withhold=self.metrics.models.withhold)
+            recorder = RebalanceRecorder(on_revoked=ledger.withhold)
             self.source = KafkaEventSource.connect(
                 settings.topic, settings.group, settings.batch_size, settings.kafka, recorder, settings.session_timeout_ms
             )
             self._closers.append(self.source.close)
             producer = KafkaProducer(linger_ms=5, max_request_size=8 * 1024 * 1024, **settings.kafka)
             self._closers.append(lambda: producer.close(timeout=10))
-            self.metrics = ServiceMetrics()
             kafka_alerts = KafkaAlertSink(producer, settings.alerts_topic)
             dead_letters = KafkaDeadLetterSink(producer, settings.dead_letter_topic)
             self.metrics.registry.register(OutputCollector({"alerts": kafka_alerts, "dead_letters": dead_letters}))
@@ -91,6 +92,7 @@ class MonitorRuntime:
                 clock=time.time,
                 state_store=None if state_topic is None else KafkaStateStore(producer, state_topic, settings.kafka),
                 checkpoint_interval_s=settings.checkpoint_interval_s,
+                ledger=ledger,
             )
             endpoints = HttpEndpoints(self.metrics.registry, self._readiness, self._models)
             self.http = HttpServer(endpoints, settings.metrics_addr, settings.metrics_port, settings.tls).start()

@@ -73,7 +73,7 @@ class RebalanceRecorder:
     exporting the partition's models without waiting for the loop.
     """
 
-    def __init__(self, on_revoked: Callable[[set[int]], None] | None = None) -> None:
+    def __init__(self, on_revoked: Callable[[set[int]], object] | None = None) -> None:
         from kafka import ConsumerRebalanceListener
 
         recorder = self

@@ -84,6 +84,11 @@ class Monitor:
     def is_tracked(self, model: str) -> bool:
         return model in self._trackers
 
+    def has_open_alert(self, model: str) -> bool:
+        """Whether an episode of the model is open (an idle model with one is not forgotten)."""
+        tracker = self._trackers.get(model)
+        return tracker is not None and bool(tracker.alert_ids)
+
     def tracked(self, model: str) -> ModelTracker | None:
         """The model's tracker if it is tracked (never creates one)."""
         return self._trackers.get(model)
