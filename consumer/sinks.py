@@ -14,38 +14,46 @@ published, whatever fails and recovers in between:
   of it is acknowledged.  A failed message is sent again, together with
   everything after it, before anything later of its key.  Keys never wait for
   each other.
-* Why the sink holds messages back instead of trusting the producer: kafka-python's
-  idempotent producer (the default: ``enable_idempotence``, ``acks=all``, at
-  most 5 requests in flight) keeps one partition's records in order through
-  its own retries, but a record whose producer batch reaches
-  ``delivery_timeout_ms`` (counted from the batch's creation) fails for good,
-  its future done with ``KafkaTimeoutError``, while records appended after it
-  go on: batches still in the accumulator are sent when the broker is back,
-  and after an expired batch that was already in flight the producer takes a
-  new producer id and sends what it holds under it.  A record the sink sent
-  after the failed one can therefore be written before the failed one's
-  re-send.  That was the bug: a ``firing`` event failed, the ``resolved`` of
-  the same episode (a later batch) was sent at once and written, and the
-  ``firing`` re-sent at the next flush landed after it.
+* Why the sink holds messages back instead of trusting the producer: a Kafka
+  producer keeps one partition's records in order through its own retries
+  (idempotence, or one request in flight), but a record whose producer batch
+  reaches ``delivery_timeout_ms`` (counted from the batch's creation) fails for
+  good, its future done with ``KafkaTimeoutError``, while records appended
+  after it go on: batches still in the accumulator are sent when the broker or
+  topic is back.  A record the sink sent after the failed one can therefore be
+  written before the failed one's re-send.  That was the bug: a ``firing``
+  event failed, the ``resolved`` of the same episode (a later batch) was sent
+  at once and written, and the ``firing`` re-sent at the next flush landed
+  after it.
 * Within a group the producer's order is trusted: the key fixes the partition,
-  one producer writes it, and idempotent retries keep the sequence, so a
-  healthy broker costs no round trip per message (a flush still makes several
-  rounds, within its time bound, when a key has more to send after its group
-  is acknowledged).  The one gap left is a group split over two producer
-  batches, the first of which expires (or is dropped by a producer-id reset)
-  while the second is written.  The sink notices (an earlier message failed,
-  a later one was acknowledged) and sends the failed message *and everything
-  after it* again, in order, and logs a warning: a consumer may then see the
-  later message early, but the last word per key is always in order.  A
-  group holds only what its key published while it was idle, sent within
-  milliseconds, so this needs an outage ending in that instant.
+  one producer writes it, and its retries keep the sequence, so a healthy
+  broker costs no round trip per message (a flush still makes several rounds,
+  within its time bound, when a key has more to send after its group is
+  acknowledged).  The one gap left is a group split over two producer batches,
+  the first of which expires while the second is written.  The sink notices
+  (an earlier message failed, a later one was acknowledged) and sends the
+  failed message *and everything after it* again, in order, and logs a
+  warning: a consumer may then see the later message early, but the last word
+  per key is always in order.  A group holds only what its key published while
+  it was idle, sent within milliseconds, so this needs an outage ending in that
+  instant.
+* The producer for these sinks: ``acks=all`` and one request in flight per
+  connection (``max_in_flight_requests_per_connection=1``) keep a partition in
+  order through retries.  Not idempotence: kafka-python 3.0.12 resets an
+  idempotent producer's id when a batch it already sent expires, and never
+  asks for a new one (``reset_producer_id`` leaves the state ``READY``, so
+  ``init_producer_id`` does nothing): from then on the producer sends nothing
+  and expires nothing, and every flush times out.  A topic deleted under a
+  retried batch is enough to get there.
 * ``send()`` itself may raise: ``KafkaTimeoutError`` after ``max_block_ms``
-  when the topic's metadata is missing (the topic was deleted, or the broker
-  is gone).  The message stays queued where it was; a timeout or any other
-  retriable error stops sending to the topic until the next flush, so a
-  missing topic costs one ``max_block_ms`` per flush, not one per message
-  (the runtime gives the producer a short one).  A non-retriable error
-  (a record too large, say) blocks only its own key.
+  when the topic's metadata cannot be had (the topic was deleted and the
+  broker does not create topics on request; kafka-python 3.0.12 always asks it
+  to, whatever ``allow_auto_create_topics`` says).  The message stays queued
+  where it was; a timeout or any other retriable error stops sending to the
+  topic until the next flush, so a missing topic costs one ``max_block_ms`` per
+  flush, not one per message: a short ``max_block_ms`` on the producer keeps
+  the loop moving.  A non-retriable error (a record too large, say) blocks only
+  its own key.
 * Dead letters keep their original Kafka key (consumers may rely on it), so
   one source partition's dead letters may spread over several partitions of
   the dead-letter topic, and Kafka orders only within a partition: within each
@@ -267,7 +275,31 @@ def _delivered(future: Any) -> bool:
 
 
 class KafkaAlertSink(_TopicSink):
-    """Alert events as JSON on a topic, keyed by model id (its ordering key); each also logged as one line."""
+    """Alert events as JSON on a topic, keyed by model id (its ordering key); each also logged as one line.
+
+    A firing that failed goes out before the resolution published after it:
+
+    >>> import json
+    >>> from types import SimpleNamespace
+    >>> class Topic:  # fails every send until it is up
+    ...     def __init__(self):
+    ...         self.up, self.written = False, []
+    ...     def send(self, topic, value=None, key=None, headers=None):
+    ...         if self.up:
+    ...             self.written.append(json.loads(value)["status"])
+    ...         return SimpleNamespace(is_done=True, exception=None if self.up else TimeoutError())
+    ...     def flush(self, timeout=None):
+    ...         pass
+    >>> topic = Topic()
+    >>> sink = KafkaAlertSink(topic, "alerts")
+    >>> sink.publish({"model": "m", "status": "firing"})
+    >>> sink.flush(), sink.pending
+    (False, 1)
+    >>> topic.up = True
+    >>> sink.publish({"model": "m", "status": "resolved"})
+    >>> sink.flush(), sink.pending, topic.written
+    (True, 0, ['firing', 'resolved'])
+    """
 
     def publish(self, event: dict[str, Any]) -> None:
         payload = dumps(event)
