@@ -72,7 +72,19 @@ class MonitorRuntime:
                 settings.topic, settings.group, settings.batch_size, settings.kafka, recorder, settings.session_timeout_ms
             )
             self._closers.append(self.source.close)
-            producer = KafkaProducer(linger_ms=5, max_request_size=8 * 1024 * 1024, **settings.kafka)
+            producer = KafkaProducer(
+                **{
+                    "linger_ms": 5,
+                    "max_request_size": 8 * 1024 * 1024,
+                    "max_block_ms": 500,  # a topic without metadata holds the loop 0.5 s per flush, not 60 s
+                    # kafka-python 3.0.12 wedges an idempotent producer for good after a retried batch expires
+                    # (it resets the producer id and never asks for a new one): the sinks keep order themselves.
+                    "enable_idempotence": False,
+                    "acks": "all",
+                    "max_in_flight_requests_per_connection": 1,  # keeps each partition in order through retries
+                    **settings.kafka,
+                }
+            )
             self._closers.append(lambda: producer.close(timeout=10))
             kafka_alerts = KafkaAlertSink(producer, settings.alerts_topic)
             dead_letters = KafkaDeadLetterSink(producer, settings.dead_letter_topic)

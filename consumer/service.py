@@ -102,6 +102,7 @@ class MonitorService:
         self.ledger = ledger if ledger is not None else PartitionLedger(on_withhold=metrics.models.withhold)
         self.totals = ServiceTotals()
         self._processed_at: dict[str, float] = {}
+        self._undelivered = False  # outputs of a handled batch still wait for Kafka's acknowledgement
         self._untracked_seen = 0
         self._checkpoints = Throttle(checkpoint_interval_s)
         self._expiry = Throttle(EXPIRY_INTERVAL_S)
@@ -113,6 +114,7 @@ class MonitorService:
         raw = self.source.poll(timeout_s)
         self._rebalance()
         if raw is None or not len(raw):
+            self._retry_outputs()
             return None
         started = self.clock()
         result = self._evaluate(raw)
@@ -237,6 +239,14 @@ class MonitorService:
         self.totals.batches += 1
         return delivered
 
+    def _retry_outputs(self) -> None:
+        """While no input arrives, keep retrying outputs still pending, and commit once they are delivered."""
+        if not self._undelivered:
+            return
+        delivered = self.dead_letters.flush() is not False
+        if self.alerts.flush() is not False and delivered:
+            self._commit(True, self.clock())
+
     def _export(self) -> None:
         """Hand the metrics one snapshot of every model (taken once per batch)."""
         self.metrics.models.publish(self.monitor.snapshot(), self.totals.alerts, self._processed_at)
@@ -244,6 +254,7 @@ class MonitorService:
 
     def _commit(self, delivered: bool, now: float) -> None:
         """Commit the batch once its outputs are acknowledged: at once, or with the next state checkpoint."""
+        self._undelivered = not delivered
         if not delivered:
             self.metrics.undelivered_batches.inc()
             if self._undelivered_warning.ready(now):
