@@ -285,7 +285,7 @@ class AlertmanagerSink:
         try:
             status: int | None = self._transport(endpoint.url, body)
             problem = f"HTTP {status}"
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - any transport failure is a failed attempt, retried with backoff
             status, problem = None, f"{type(error).__name__}: {error}"
         now = self._clock()
         with self._cond:

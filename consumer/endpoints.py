@@ -27,7 +27,7 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
 
 
 class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
+    def log_message(self, format: str, *args: Any) -> None:  # the stdlib's signature, parameter name included
         """Scrapes every few seconds would flood the log; access logging stays off."""
 
 
@@ -42,7 +42,8 @@ class HttpEndpoints:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
         if path == "/metrics":
-            return self._metrics(environ, start_response)  # type: ignore[no-any-return]
+            page: Iterable[bytes] = self._metrics(environ, start_response)  # prometheus-client's WSGI app is untyped
+            return page
         if path == "/healthz":
             return _text(start_response, "200 OK", "ok\n")
         if path == "/readyz":
@@ -98,7 +99,8 @@ class HttpServer:
         return int(self._server.server_port)
 
     def url(self, host: str | None = None) -> str:
-        addr = host or self._server.server_address[0]
+        bound = self._server.server_address[0]
+        addr = host or (bound.decode() if isinstance(bound, bytes) else bound)
         if addr in ("0.0.0.0", ""):
             addr = "127.0.0.1"
         return f"{self._scheme}://{addr}:{self.port}/metrics"

@@ -13,6 +13,7 @@ local one (fresh data, free ports) and stops it at the end.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import sys
@@ -175,10 +176,8 @@ def _create_topics(bootstrap: str, topics: list[str]) -> None:
     admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="decaywatch-demo")
     try:
         for name in topics:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics({name: {"num_partitions": 2, "replication_factor": 1}}, wait_for_metadata=True)
-            except TopicAlreadyExistsError:
-                pass
     finally:
         admin.close()
 
@@ -229,7 +228,7 @@ class _Publisher(threading.Thread):
             report = publish(self._counted(), producer, self._topic, rate=self._rate)
             if not report.ok:
                 self.error = f"{report.failed} events failed to deliver"
-        except Exception as error:  # reported by the main thread
+        except Exception as error:  # noqa: BLE001 - whatever stops the producer thread is reported by the main thread
             self.error = f"{type(error).__name__}: {error}"
         finally:
             producer.close(timeout=10)

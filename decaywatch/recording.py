@@ -197,14 +197,13 @@ def _jsonl_blocks(source: _Readable, chunk_bytes: int, read_bytes: int, at_start
     byte order mark is dropped (it is not part of line 0).
     """
     tail = b""
-    for data in _reads(source, read_bytes, at_start):
-        end = data.rfind(b"\n")
+    for read in _reads(source, read_bytes, at_start):
+        end = read.rfind(b"\n")
         if end < 0:  # no line ends in this read: keep (at most) what the codec needs to reject the line
-            tail = (tail + data)[:_LONG_LINE]
+            tail = (tail + read)[:_LONG_LINE]
             continue
-        if tail:
-            data = tail + data
-            end += len(tail)
+        data = tail + read if tail else read
+        end += len(tail)
         start = 0
         while start <= end:
             cut = data.find(b"\n", start + chunk_bytes - 1, end + 1)
@@ -382,7 +381,7 @@ def _csv_event(columns: list[str], row: list[str]) -> dict[str, Any] | Rejection
             return Rejection(-1, Reason.MALFORMED_JSON, "row is not valid UTF-8")
     event: dict[str, Any] = {}
     features: dict[str, Any] = {}
-    for name, cell in zip(columns, row):
+    for name, cell in zip(columns, row, strict=False):  # a short row: its missing cells are absent fields
         if cell == "":
             continue
         if name in _NUMERIC:

@@ -141,7 +141,7 @@ def run(
         with open_recording(args.file, stdin) as source, contextlib.closing(read_batches(source, fmt, jobs=args.jobs)) as batches:
             totals = replay(batches, monitor, output.write)  # closing: worker processes stop even on an error
         output.flush()
-    except _OutputClosed:
+    except _OutputClosedError:
         print("decaywatch replay: output closed early", file=err)
         if stdout is None:
             _silence_stdout()
@@ -165,7 +165,7 @@ def run(
     return 0
 
 
-class _OutputClosed(Exception):
+class _OutputClosedError(Exception):
     """Writing the alerts failed (e.g. ``decaywatch replay FILE | head``): not a read error."""
 
 
@@ -177,13 +177,13 @@ class _Output:
         try:
             self._stream.write(data)
         except OSError as error:
-            raise _OutputClosed(str(error)) from error
+            raise _OutputClosedError(str(error)) from error
 
     def flush(self) -> None:
         try:
             self._stream.flush()
         except OSError as error:
-            raise _OutputClosed(str(error)) from error
+            raise _OutputClosedError(str(error)) from error
 
 
 def _silence_stdout() -> None:

@@ -8,7 +8,7 @@ lines at most every ``plain_interval_s`` seconds so logs stay readable.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TextIO
 
 from decaywatch.monitor.snapshot import ModelSnapshot
@@ -19,7 +19,7 @@ def _pct(value: float | None) -> str:
 
 
 def _date(epoch: float | None) -> str:
-    return "-" if epoch is None else datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%d")
+    return "-" if epoch is None else datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%d")
 
 
 def status_of(snapshot: ModelSnapshot) -> str:
@@ -48,7 +48,7 @@ def render(models: Mapping[str, ModelSnapshot], invalid: int, invalid_label: str
             + [_pct(m.baseline), _pct(m.judged.drop), status_of(m)]
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.append(f"{invalid_label}: {invalid:,}")
     return lines
 

@@ -183,7 +183,7 @@ class MonitorConfig:
 
     defaults: ModelPolicy = field(default_factory=ModelPolicy)
     models: Mapping[str, ModelPolicy] = field(default_factory=dict)
-    limits: Limits = field(default_factory=lambda: Limits())
+    limits: Limits = field(default_factory=Limits)
 
     def policy_for(self, model: str) -> ModelPolicy:
         return self.models.get(model, self.defaults)

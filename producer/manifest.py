@@ -206,8 +206,8 @@ def write_manifest(path: str | os.PathLike[str], manifest: dict[str, Any]) -> Pa
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the manifest from other users (e.g. a container)
-        os.replace(tmp, target)
+        Path(tmp).chmod(0o644)  # mkstemp's 0600 would hide the manifest from other users (e.g. a container)
+        Path(tmp).replace(target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

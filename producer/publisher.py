@@ -173,15 +173,15 @@ def publish(
         future.add_errback(failures, key)
         counts[key] = counts.get(key, 0) + 1
         sent += 1
-        if chunk and sent % chunk == 0:
-            ahead = sent / rate - (clock() - start)  # type: ignore[operator]
+        if chunk and rate is not None and sent % chunk == 0:  # chunk is 0 without a rate
+            ahead = sent / rate - (clock() - start)
             if ahead > 0:
                 sleep(ahead)
                 slept += ahead
     flush_error = None
     try:
         sender.flush(timeout=flush_timeout)
-    except Exception as exc:  # a timeout or a closed producer: outcomes unknown, say so
+    except Exception as exc:  # noqa: BLE001 - a timeout or a closed producer: outcomes unknown, say so in the report
         flush_error = describe_error(exc)
     seconds = clock() - start
     with failures._lock:

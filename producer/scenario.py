@@ -227,7 +227,7 @@ def _check_probability(scenario: str, param: str, value: float) -> None:
         raise SpecError(f"{scenario}: {param} must be within [0, 1], got {_format_value(value)}")
 
 
-def _check_count(count: int) -> None:
+def _check_count(count: object) -> None:
     if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
         raise SpecError(f"count must be a positive integer, got {count!r}")
 
@@ -615,8 +615,8 @@ def parse_models(text: str) -> list[ModelSpec]:
         raise SpecError("no models given (expected NAME[=SCENARIO[(k=v,...)]],...)")
     specs: list[ModelSpec] = []
     seen: set[str] = set()
-    for entry in _split_top_level(text):
-        entry = entry.strip()
+    for raw in _split_top_level(text):
+        entry = raw.strip()
         if not entry:
             raise SpecError(f"empty model entry in {text!r} (stray comma?)")
         model, sep, scenario_text = entry.partition("=")

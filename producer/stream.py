@@ -146,7 +146,8 @@ def rng_for(seed: int, model: str) -> np.random.Generator:
     removing or reordering other models never changes this model's stream.
     (Python's ``hash()`` is salted per process, hence BLAKE2b.)
     """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    checked: object = seed  # typed int, checked all the same: seeds come from the command line and from callers' data
+    if isinstance(checked, bool) or not isinstance(checked, (int, np.integer)) or checked < 0:
         raise SpecError(f"seed must be a non-negative integer, got {seed!r}")
     digest = hashlib.blake2b(model.encode("utf-8"), digest_size=8).digest()
     key = int.from_bytes(digest, "big")

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from kafka.admin import KafkaAdminClient
 
-from tests.helpers import start_test_broker, unique_name
+from tests.helpers import TopicFactory, start_test_broker, unique_name
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +67,6 @@ def kafka_admin(kafka_bootstrap: str) -> Iterator[KafkaAdminClient]:
         yield admin
     finally:
         admin.close()
-
-
-TopicFactory = Callable[..., str]
 
 
 @pytest.fixture

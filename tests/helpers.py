@@ -15,7 +15,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar
 
 import pytest
 
@@ -30,8 +30,14 @@ SampleKey = tuple[str, tuple[tuple[str, str], ...]]
 """A metric sample's name and its labels, sorted: ``("decaywatch_events_total", (("model", "m"),))``."""
 
 
+class TopicFactory(Protocol):
+    """The ``topic_factory`` fixture: create a fresh topic on the session broker and return its name."""
+
+    def __call__(self, partitions: int = 1, prefix: str | None = None) -> str: ...
+
+
 def wait_until(
-    predicate: Callable[[], T],
+    predicate: Callable[[], T | None],
     timeout: float = 10.0,
     interval: float = 0.05,
     message: str = "condition",
@@ -78,8 +84,7 @@ def start_test_broker(data_dir: Path, ports: int = 2, **settings: Any) -> tuple[
     """
     from decaywatch.deploy.kafka.runner import BrokerSettings, KafkaRunnerError, LocalKafka, ToolMissingError, free_ports
 
-    free = free_ports(ports)
-    named = dict(zip(("port", "controller_port", "sasl_port"), free))
+    named: dict[str, Any] = dict(zip(("port", "controller_port", "sasl_port"), free_ports(ports), strict=False))  # 2 or 3
     broker = LocalKafka(
         BrokerSettings(data_dir=data_dir, cache_dir=BrokerSettings.from_environment().cache_dir, **named, **settings)
     )

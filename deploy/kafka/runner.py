@@ -767,14 +767,14 @@ def _ensure_port_free(host: str, port: int) -> None:
 
 def _command_line(pid: int) -> str:
     """A process's command line, arguments joined by spaces: /proc on Linux, ``ps`` elsewhere; "" if unreadable."""
-    if sys.platform.startswith("linux"):
-        try:
-            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            return ""
-        return raw.replace(b"\0", b" ").decode(errors="replace").strip()
-    result = subprocess.run(["ps", "-p", str(pid), "-o", "command="], capture_output=True, text=True, check=False)
-    return result.stdout.strip()
+    if not sys.platform.startswith("linux"):
+        result = subprocess.run(["ps", "-p", str(pid), "-o", "command="], capture_output=True, text=True, check=False)
+        return result.stdout.strip()
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return ""
+    return raw.replace(b"\0", b" ").decode(errors="replace").strip()
 
 
 def _signal(pid: int, signum: signal.Signals) -> None:

@@ -59,7 +59,7 @@ class GeneratedSource:
         rng = self._rng
         correct = (rng.random(n) < 0.85).tolist()
         fresh = (rng.random(n) < self.invented).tolist()
-        values = []
+        values: list[bytes | None] = []
         for i in range(n):
             model = f"invented-{self._offset + i}" if fresh[i] else ("churn-model" if i % 2 else "fraud-model")
             event = {"model": model, "prediction": 1, "label": int(correct[i]), "ts": 1704067200.0 + (self._offset + i) * 0.1,

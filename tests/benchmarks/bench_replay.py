@@ -30,10 +30,10 @@ if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from decaywatch import replay
-from decaywatch.shared.recording_flags import default_jobs
 from decaywatch.producer.encode import encode_records
 from decaywatch.producer.scenario import parse_models
 from decaywatch.producer.stream import generate_all, interleave
+from decaywatch.shared.recording_flags import default_jobs
 
 MODELS = "churn-model=lesson,fraud-model=stable"
 TARGET = 500_000

@@ -71,7 +71,7 @@ TARGETS = (
         # Seeds that fire a week early do so in week 7, where the true accuracy (0.7512) is 0.0012
         # above the line: too close for any test that still catches 0.85 -> 0.65 within 250 events.
         "first alert in the crossing week or the week after, in at least 95% of seeds",
-        lambda s: s.on_time_rate >= 0.95,
+        lambda s: s.on_time_rate is not None and s.on_time_rate >= 0.95,
         lambda s: f"crossing week {s.crossing_week}, on time {s.on_time_rate:.0%}",
     ),
 )

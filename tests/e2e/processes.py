@@ -38,7 +38,7 @@ TOOL_NAMES = {
 }
 
 
-def require_tool(tool: str) -> str:
+def require_tool(tool: str) -> str:  # noqa: RET503 - skip_unless_ci() never returns
     """Path of a Prometheus tool; skip locally (fail under CI) when it is not installed."""
     for name in TOOL_NAMES[tool]:
         path = shutil.which(name)

@@ -18,7 +18,7 @@ from tests.e2e.conftest import Processes
 from tests.e2e.processes import Monitor, get_json, http_get
 from tests.e2e.test_alertmanager_push import start_alertmanager
 from tests.e2e.webhook import WebhookReceiver
-from tests.helpers import produce, scrape, wait_until
+from tests.helpers import TopicFactory, produce, scrape, wait_until
 
 
 def send(bootstrap: str, topic: str, accuracy: float, count: int, rng: np.random.Generator, start: int) -> int:
@@ -38,8 +38,13 @@ def metric(url: str, name: str, **labels: str) -> float | None:
     return None
 
 
-def test_monitor_pushes_fires_and_resolves_across_an_alertmanager_restart(  # type: ignore[no-untyped-def]
-    kafka_bootstrap: str, topic_factory, alertmanager_binary: str, tmp_path: Path, webhook: WebhookReceiver, processes: Processes
+def test_monitor_pushes_fires_and_resolves_across_an_alertmanager_restart(
+    kafka_bootstrap: str,
+    topic_factory: TopicFactory,
+    alertmanager_binary: str,
+    tmp_path: Path,
+    webhook: WebhookReceiver,
+    processes: Processes,
 ) -> None:
     topic = topic_factory()
     am = start_alertmanager(alertmanager_binary, tmp_path / "am", webhook, processes)
@@ -60,7 +65,7 @@ def test_monitor_pushes_fires_and_resolves_across_an_alertmanager_restart(  # ty
                 "0.85",
                 "--alertmanager-url",
                 am.url,
-            ],  # fmt: skip
+            ],
             tmp_path,
         )
     ).start()

@@ -59,12 +59,12 @@ def test_monitor_and_producer_ride_out_a_broker_outage(tmp_path: Path) -> None:
         streams = generate_all(specs, seed=9, count=30_000)
         total = sum(len(s) for s in streams)
 
-        log = open(tmp_path / "monitor.log", "w")
-        monitor = subprocess.Popen(
-            [sys.executable, "-m", "decaywatch", "monitor", "--bootstrap-servers", bootstrap, "--metrics-port", "0",
-             "--metrics-addr", "127.0.0.1", "--baseline", "0.85", "--checkpoint-interval", "1"],
-            stdout=subprocess.PIPE, stderr=log, text=True,
-        )  # fmt: skip
+        with open(tmp_path / "monitor.log", "w") as log:  # the monitor writes to its own copy of the descriptor
+            monitor = subprocess.Popen(
+                [sys.executable, "-m", "decaywatch", "monitor", "--bootstrap-servers", bootstrap, "--metrics-port", "0",
+                 "--metrics-addr", "127.0.0.1", "--baseline", "0.85", "--checkpoint-interval", "1"],
+                stdout=subprocess.PIPE, stderr=log, text=True,
+            )  # fmt: skip
         assert monitor.stdout is not None
         match = re.search(r"metrics at (http://\S+)/metrics", monitor.stdout.readline())
         assert match, (tmp_path / "monitor.log").read_text()

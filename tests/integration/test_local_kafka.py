@@ -10,7 +10,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
 from decaywatch.deploy.kafka.runner import BrokerSettings, LocalKafka, ToolMissingError, free_ports
-from tests.helpers import produce, skip_unless_ci, unique_name, wait_until
+from tests.helpers import TopicFactory, produce, skip_unless_ci, unique_name, wait_until
 
 
 def consume(bootstrap: str, topic: str, count: int, timeout: float = 30.0) -> list[bytes]:
@@ -32,7 +32,7 @@ def consume(bootstrap: str, topic: str, count: int, timeout: float = 30.0) -> li
         consumer.close()
 
 
-def test_fixture_broker_round_trips_records(kafka_bootstrap: str, topic_factory) -> None:  # type: ignore[no-untyped-def]
+def test_fixture_broker_round_trips_records(kafka_bootstrap: str, topic_factory: TopicFactory) -> None:
     topic = topic_factory()
     values = [f"prediction-{i}".encode() for i in range(50)]
     produce(kafka_bootstrap, topic, ((None, value) for value in values))

@@ -28,7 +28,7 @@ from kafka import KafkaConsumer
 from decaywatch.monitor.config import ModelPolicy, MonitorConfig
 from decaywatch.monitor.engine import Monitor
 from decaywatch.monitor.schema import validate
-from tests.helpers import SampleKey, produce, samples, scrape, unique_name, wait_until
+from tests.helpers import SampleKey, TopicFactory, produce, samples, scrape, unique_name, wait_until
 
 MODELS = [f"model-{i:02d}" for i in range(20)]
 POLICY = ModelPolicy(baseline=0.85, windows=(500, 2000))
@@ -105,7 +105,8 @@ class MonitorProcess:
             "--baseline", "0.85", "--windows", "500,2000",
         ]  # fmt: skip
         self.log = log
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=open(log, "w"), text=True, env={**os.environ})
+        with open(log, "w") as stderr:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True, env={**os.environ})
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
         match = re.search(r"metrics at (http://\S+)", line)
@@ -146,7 +147,9 @@ def describe(monitors: list[MonitorProcess], reference: Reference) -> str:
 
 
 @pytest.mark.timeout(600)
-def test_state_moves_with_partitions_through_a_kill_and_a_new_member(kafka_bootstrap: str, topic_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_state_moves_with_partitions_through_a_kill_and_a_new_member(
+    kafka_bootstrap: str, topic_factory: TopicFactory, tmp_path: Path
+) -> None:
     topic = topic_factory(partitions=6)
     group = unique_name("scale")
     reference = Reference()
@@ -162,7 +165,7 @@ def test_state_moves_with_partitions_through_a_kill_and_a_new_member(kafka_boots
             produce(kafka_bootstrap, topic, round_robin(batch))
             reference.feed(batch)
             wait_until(
-                lambda: settled(monitors, reference),
+                lambda: settled(monitors, reference),  # noqa: B023 - called at once, within this iteration
                 timeout=120,
                 interval=1.0,
                 message=f"phase {phase}: every model exported once, equal to the reference",

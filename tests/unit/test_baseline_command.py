@@ -14,10 +14,10 @@ import numpy as np
 import orjson
 import pytest
 
-from decaywatch.shared.policy_flags import add_policy_arguments, load_config
 from decaywatch import baseline
-from decaywatch.recording import read_batches
 from decaywatch.monitor.config import MonitorConfig
+from decaywatch.recording import read_batches
+from decaywatch.shared.policy_flags import add_policy_arguments, load_config
 
 T0 = 1_704_067_200.0  # 2024-01-01T00:00:00Z
 DAY = 86_400.0

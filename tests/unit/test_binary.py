@@ -43,11 +43,13 @@ def test_window_metrics_equal_brute_force(rows: list[tuple[int, int | None, floa
     labeled = [r for r in rows if r[1] is not None][-size:]
     if not labeled:
         return
-    got = monitor.snapshot()["m"].binary_metrics[str(size)]  # type: ignore[index]
+    metrics = monitor.snapshot()["m"].binary_metrics
+    assert metrics is not None
+    got = metrics[str(size)]
     tp = sum(1 for p, y, _ in labeled if p == 1 and y == 1)
     predicted = sum(1 for p, _, _ in labeled if p == 1)
     actual = sum(1 for _, y, _ in labeled if y == 1)
-    scored = [(s - y) ** 2 for _, y, s in labeled if s is not None]  # type: ignore[operator]
+    scored = [(s - y) ** 2 for _, y, s in labeled if s is not None and y is not None]
     assert got["precision"] == (pytest.approx(tp / predicted) if predicted else None)
     assert got["recall"] == (pytest.approx(tp / actual) if actual else None)
     assert got["f1"] == (pytest.approx(2 * tp / (predicted + actual)) if predicted + actual else None)
@@ -58,7 +60,7 @@ def fraud_stream(rng: np.random.Generator, n: int, recall: float) -> list[dict[s
     """2% fraud; the model flags a fraud with probability ``recall`` and never flags a legitimate one."""
     actual = rng.random(n) < 0.02
     flagged = actual & (rng.random(n) < recall)
-    return [{"model": "fraud", "prediction": int(f), "label": int(a)} for f, a in zip(flagged, actual)]
+    return [{"model": "fraud", "prediction": int(f), "label": int(a)} for f, a in zip(flagged, actual, strict=True)]
 
 
 def test_recall_rule_catches_a_fraud_model_whose_accuracy_barely_moves() -> None:
@@ -75,7 +77,8 @@ def test_recall_rule_catches_a_fraud_model_whose_accuracy_barely_moves() -> None
     [alert] = transitions
     assert alert.source_index > 100_000 and alert.value < 0.8 and alert.accuracy is None  # a recall, not an accuracy
     snapshot = monitor.snapshot()["fraud"]
-    assert snapshot.window(10000).accuracy > 0.98  # accuracy says all is well
+    accuracy = snapshot.window(10000).accuracy
+    assert accuracy is not None and accuracy > 0.98  # accuracy says all is well
     metrics = ServiceMetrics()
     metrics.models.publish(monitor.snapshot(), {}, {})
     recall = metrics.registry.get_sample_value("decaywatch_recall_ratio", {"model": "fraud", "window": "10000"})

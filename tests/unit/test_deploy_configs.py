@@ -240,7 +240,7 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
 
 def test_dockerfile_runs_the_monitor_as_a_non_root_user() -> None:
     instructions = dockerfile_instructions()
-    values = {name: value for name, value in instructions}  # the last one of each counts
+    values = dict(instructions)  # the last one of each counts
     assert values["FROM"] == "python:3.11-slim"
     assert json.loads(values["ENTRYPOINT"]) == ["decaywatch"]
     assert json.loads(values["CMD"]) == ["monitor"]

@@ -134,7 +134,9 @@ def test_stuck_scrapes_do_not_slow_consumption() -> None:
     from decaywatch.monitor.engine import Monitor
     from tests.unit.fakes import MemoryAlertSink, MemoryDeadLetters, MemorySource
 
-    batches = [[orjson.dumps({"model": f"m{i % 3}", "prediction": 1, "label": i % 2}) for i in range(2000)] for _ in range(20)]
+    batches: list[list[bytes | None]] = [
+        [orjson.dumps({"model": f"m{i % 3}", "prediction": 1, "label": i % 2}) for i in range(2000)] for _ in range(20)
+    ]
     journal: list[str] = []
     metrics = ServiceMetrics()
     service = MonitorService(

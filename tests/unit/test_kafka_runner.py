@@ -11,7 +11,9 @@ import shutil
 import socket
 import stat
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,14 +31,14 @@ from decaywatch.deploy.kafka.runner import (
 
 
 def settings_in(tmp_path: Path, **overrides: object) -> BrokerSettings:
-    values: dict[str, object] = {"data_dir": tmp_path / "broker", "cache_dir": tmp_path / "cache"}
+    values: dict[str, Any] = {"data_dir": tmp_path / "broker", "cache_dir": tmp_path / "cache"}
     values.update(overrides)
-    return BrokerSettings(**values)  # type: ignore[arg-type]
+    return BrokerSettings(**values)
 
 
 def parse_properties(text: str) -> dict[str, str]:
     pairs = (line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
-    return {key: value for key, value in pairs}
+    return {key: value for key, value in pairs}  # noqa: C416 - unpacking types each pair (dict() of lists would not)
 
 
 def script(path: Path, body: str) -> str:
@@ -46,9 +48,9 @@ def script(path: Path, body: str) -> str:
     return str(path)
 
 
-def which_only(**tools: str | None):  # type: ignore[no-untyped-def]
+def which_only(**tools: str | None) -> Callable[[str], str | None]:
     """A ``which`` that knows exactly the given tools (None: not installed)."""
-    return lambda name: tools.get(name)
+    return tools.get
 
 
 def complete_jar_cache(kafka: LocalKafka) -> None:

@@ -14,6 +14,7 @@ import logging
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kafka.errors import (
@@ -24,15 +25,6 @@ from kafka.errors import (
     UnsupportedSaslMechanismError,
 )
 
-from decaywatch.shared.kafka_settings import (
-    CLOSED_DURING_LOGIN,
-    KafkaAuthenticationError,
-    add_kafka_arguments,
-    kafka_client_config,
-    redact,
-    reporting_login_failures,
-    security_config,
-)
 from decaywatch.deploy.kafka import cli as kafka_cli
 from decaywatch.deploy.kafka.runner import (
     SCRAM_MECHANISMS,
@@ -44,6 +36,15 @@ from decaywatch.deploy.kafka.runner import (
     scram_format_arguments,
 )
 from decaywatch.producer import cli as producer_cli
+from decaywatch.shared.kafka_settings import (
+    CLOSED_DURING_LOGIN,
+    KafkaAuthenticationError,
+    add_kafka_arguments,
+    kafka_client_config,
+    redact,
+    reporting_login_failures,
+    security_config,
+)
 
 PASSWORD = "alice-s3cret:with=signs"
 SASL = {
@@ -61,7 +62,7 @@ BROKER_REFUSAL = (
 
 def sasl_settings(tmp_path: Path, **overrides: object) -> BrokerSettings:
     port, controller_port, sasl_port = free_ports(3)
-    values: dict[str, object] = {
+    values: dict[str, Any] = {
         "data_dir": tmp_path / "broker",
         "cache_dir": tmp_path / "cache",
         "port": port,
@@ -70,12 +71,12 @@ def sasl_settings(tmp_path: Path, **overrides: object) -> BrokerSettings:
         "scram_users": {"alice": PASSWORD, "bob": "b0b"},
     }
     values.update(overrides)
-    return BrokerSettings(**values)  # type: ignore[arg-type]
+    return BrokerSettings(**values)
 
 
 def parse_properties(text: str) -> dict[str, str]:
     pairs = (line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
-    return {key: value for key, value in pairs}
+    return {key: value for key, value in pairs}  # noqa: C416 - unpacking types each pair (dict() of lists would not)
 
 
 # ------------------------------------------------------------------ broker settings
@@ -387,9 +388,8 @@ def failing_connect(*errors: BaseException) -> None:
 def test_refused_login_becomes_one_error_and_its_logs_are_dropped(caplog: pytest.LogCaptureFixture) -> None:
     disconnected = KafkaConnectionError("socket disconnected")
     handlers = list(logging.getLogger("kafka").handlers)
-    with caplog.at_level(logging.WARNING), pytest.raises(KafkaAuthenticationError) as caught:
-        with reporting_login_failures(SASL):
-            failing_connect(disconnected, SaslAuthenticationFailedError(BROKER_REFUSAL), disconnected)
+    with caplog.at_level(logging.WARNING), pytest.raises(KafkaAuthenticationError) as caught, reporting_login_failures(SASL):
+        failing_connect(disconnected, SaslAuthenticationFailedError(BROKER_REFUSAL), disconnected)
     assert str(caught.value) == (
         "Kafka authentication failed for user 'alice' (SCRAM-SHA-256) at 127.0.0.1:9094: Authentication failed "
         "during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-256"
@@ -401,9 +401,8 @@ def test_refused_login_becomes_one_error_and_its_logs_are_dropped(caplog: pytest
 
 def test_connections_closed_during_login_count_as_a_failed_login(caplog: pytest.LogCaptureFixture) -> None:
     # kafka-python drops a response that arrives together with the broker's close, so a refusal can look like this.
-    with caplog.at_level(logging.WARNING), pytest.raises(KafkaAuthenticationError) as caught:
-        with reporting_login_failures(SASL):
-            failing_connect(*[KafkaConnectionError("socket disconnected")] * 3)
+    with caplog.at_level(logging.WARNING), pytest.raises(KafkaAuthenticationError) as caught, reporting_login_failures(SASL):
+        failing_connect(*[KafkaConnectionError("socket disconnected")] * 3)
     assert not caught.value.refused and CLOSED_DURING_LOGIN in str(caught.value)
     assert caplog.records == []
 
@@ -425,9 +424,8 @@ def test_mechanism_and_listener_mismatches_are_login_failures(error: BaseExcepti
 
 
 def test_an_unreachable_broker_is_not_a_login_failure(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING), pytest.raises(KafkaTimeoutError):
-        with reporting_login_failures(SASL):
-            failing_connect(KafkaConnectionError("111 ECONNREFUSED"), KafkaConnectionError("socket disconnected"))
+    with caplog.at_level(logging.WARNING), pytest.raises(KafkaTimeoutError), reporting_login_failures(SASL):
+        failing_connect(KafkaConnectionError("111 ECONNREFUSED"), KafkaConnectionError("socket disconnected"))
     assert len(caplog.records) == 5  # held back while connecting, then released as evidence
     assert [r.name for r in caplog.records][:2] == ["kafka.net.transport", "kafka.net.manager"]
 
@@ -440,11 +438,14 @@ def test_a_successful_connect_releases_what_kafka_python_logged(caplog: pytest.L
 
 
 def test_without_sasl_nothing_is_held_back(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING), pytest.raises(KafkaTimeoutError):
+    def connect() -> None:
         with reporting_login_failures({"bootstrap_servers": ["k:1"]}):
             logging.getLogger("kafka.net.manager").warning("live")
-            assert [r.getMessage() for r in caplog.records] == ["live"]
+            assert [r.getMessage() for r in caplog.records] == ["live"]  # released at once, not held back
             failing_connect(SaslAuthenticationFailedError(BROKER_REFUSAL))
+
+    with caplog.at_level(logging.WARNING), pytest.raises(KafkaTimeoutError):
+        connect()
 
 
 def test_the_reason_never_carries_the_password() -> None:
@@ -474,9 +475,9 @@ def test_produce_reports_a_failed_login_in_one_line() -> None:
     assert PASSWORD not in stdout.getvalue() + stderr.getvalue()
 
 
-def test_config_file_kafka_table_reaches_the_client_and_stays_out_of_repr(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from decaywatch.consumer.cli import settings_from_args
+def test_config_file_kafka_table_reaches_the_client_and_stays_out_of_repr(tmp_path: Path) -> None:
     from decaywatch.cli import build_parser
+    from decaywatch.consumer.cli import settings_from_args
 
     config = tmp_path / "monitor.toml"
     config.write_text(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import orjson
 import pytest
 
@@ -20,12 +22,12 @@ class Clock:
         return self.now
 
 
-def service_for(batches: list[list[bytes | None]], limits: Limits) -> tuple[MonitorService, Clock]:
+def service_for(batches: Sequence[Sequence[bytes | None]], limits: Limits) -> tuple[MonitorService, Clock]:
     journal: list[str] = []
     clock = Clock()
     config = MonitorConfig(ModelPolicy(baseline=0.85, windows=(10,), min_samples=5, time_windows=()), limits=limits)
     service = MonitorService(
-        MemorySource(batches, journal),
+        MemorySource([list(batch) for batch in batches], journal),
         Monitor(config),
         MemoryAlertSink(journal),
         MemoryDeadLetters(journal),

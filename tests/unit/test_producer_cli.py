@@ -74,7 +74,7 @@ class Run:
 
     @property
     def out(self) -> str:
-        return self.stdout.buffer.getvalue().decode("utf-8")  # type: ignore[attr-defined]
+        return self.stdout.buffer.getvalue().decode("utf-8")
 
     @property
     def err(self) -> str:
@@ -130,7 +130,7 @@ def test_sends_to_kafka_interleaved_and_reports(tmp_path: Path) -> None:
         (("--bootstrap-servers", "flag:3"), {"DECAYWATCH_BOOTSTRAP_SERVERS": "d:2"}, "flag:3"),
     ],
 )
-def test_bootstrap_servers_come_from_flag_then_environment(argv: tuple[str, ...], environ: dict, expected: str) -> None:
+def test_bootstrap_servers_come_from_flag_then_environment(argv: tuple[str, ...], environ: dict[str, str], expected: str) -> None:
     run = Run("--models", "m", "--count", "3", *argv, environ=environ)
     assert run.code == 0, run.err
     assert run.bootstraps == [expected]

@@ -7,6 +7,7 @@ import itertools
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -16,17 +17,18 @@ from decaywatch.producer.manifest import SCHEMA, build_manifest, iso8601, write_
 from decaywatch.producer.scenario import ModelSpec, Stable, parse_models
 from decaywatch.producer.stream import SyntheticStream, generate_all
 
+Run = tuple[list[ModelSpec], list[SyntheticStream], dict[str, Any]]
 SPEC_TEXT = "churn=lesson(label_ratio=0.8),fraud=sudden(from=0.9,to=0.6,at=20000),ads=stable,slow=gradual"
 
 
 @pytest.fixture(scope="module")
-def run() -> tuple[list[ModelSpec], list[SyntheticStream], dict]:
+def run() -> Run:
     specs = parse_models(SPEC_TEXT)
     streams = generate_all(specs, 42)
     return specs, streams, build_manifest(streams, 42, specs)
 
 
-def test_manifest_is_plain_json(run) -> None:
+def test_manifest_is_plain_json(run: Run) -> None:
     _, _, manifest = run
     assert json.loads(json.dumps(manifest)) == manifest  # no numpy types, no NaN
     assert orjson.loads(orjson.dumps(manifest)) == manifest
@@ -36,7 +38,7 @@ def test_manifest_is_plain_json(run) -> None:
     assert list(manifest["models"]) == ["churn", "fraud", "ads", "slow"]
 
 
-def test_totals_and_per_model_numbers_match_the_streams(run) -> None:
+def test_totals_and_per_model_numbers_match_the_streams(run: Run) -> None:
     _, streams, manifest = run
     assert manifest["events"] == sum(len(s) for s in streams)
     assert manifest["labeled"] == sum(int(s.labeled.sum()) for s in streams)
@@ -52,7 +54,7 @@ def test_totals_and_per_model_numbers_match_the_streams(run) -> None:
         assert entry["ts_first"] == stream.ts[0] and entry["ts_last"] == stream.ts[-1]
 
 
-def test_every_segment_agrees_with_a_recomputation(run) -> None:
+def test_every_segment_agrees_with_a_recomputation(run: Run) -> None:
     _, streams, manifest = run
     for stream in streams:
         segments = manifest["models"][stream.model]["segments"]
@@ -71,7 +73,7 @@ def test_every_segment_agrees_with_a_recomputation(run) -> None:
             assert seg["time_first"] == iso8601(seg["ts_first"])
 
 
-def test_lesson_entry(run) -> None:
+def test_lesson_entry(run: Run) -> None:
     _, _, manifest = run
     churn = manifest["models"]["churn"]
     assert churn["spec"] == "churn=lesson(label_ratio=0.8)"
@@ -92,7 +94,7 @@ def test_lesson_entry(run) -> None:
     assert churn["time_last"].startswith("2024-05-31T23:")
 
 
-def test_sudden_entry(run) -> None:
+def test_sudden_entry(run: Run) -> None:
     _, streams, manifest = run
     fraud = manifest["models"]["fraud"]
     assert fraud["params"] == {"from": 0.9, "to": 0.6, "at": 20_000, "label_ratio": 1.0}
@@ -106,7 +108,7 @@ def test_sudden_entry(run) -> None:
     assert fraud["first_below"]["0.75"]["index"] == 20_000
 
 
-def test_gradual_entry_has_a_ramp(run) -> None:
+def test_gradual_entry_has_a_ramp(run: Run) -> None:
     _, streams, manifest = run
     slow = manifest["models"]["slow"]
     (ramp,) = slow["change_points"]
@@ -117,7 +119,7 @@ def test_gradual_entry_has_a_ramp(run) -> None:
     assert slow["first_below"]["0.75"]["index"] == 50_001  # exactly 0.75 at the ramp's midpoint is not below
 
 
-def test_a_stable_model_never_falls_below(run) -> None:
+def test_a_stable_model_never_falls_below(run: Run) -> None:
     _, _, manifest = run
     ads = manifest["models"]["ads"]
     assert ads["first_below"] == {"0.75": None}
@@ -141,7 +143,7 @@ def test_streams_must_match_specs() -> None:
         build_manifest(streams[::-1], 1, specs)
 
 
-def test_write_manifest_round_trips_and_leaves_no_temp_files(run, tmp_path: Path) -> None:
+def test_write_manifest_round_trips_and_leaves_no_temp_files(run: Run, tmp_path: Path) -> None:
     _, _, manifest = run
     path = write_manifest(tmp_path / "manifest.json", manifest)
     text = path.read_text(encoding="utf-8")

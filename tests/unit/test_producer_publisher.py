@@ -267,23 +267,27 @@ def test_errbacks_follow_kafka_pythons_future_convention() -> None:
     from kafka.future import Future
 
     class RealFutures(FakeSender):
-        def send(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> Future:  # type: ignore[override]
+        def __init__(self) -> None:
+            super().__init__()
+            self.pending: list[Future] = []
+
+        def send(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> Future:
             self.sent.append((topic, key, value))
             future = Future()
             if len(self.sent) == 1:
                 future.failure(KafkaTimeoutError("Batch expired"))  # already failed when the errback is added
-            self.futures.append(future)  # type: ignore[arg-type]
+            self.pending.append(future)
             return future
 
         def flush(self, timeout: float | None = None) -> None:
             self.flushes.append(timeout)
-            for n, future in enumerate(self.futures):
-                if future.is_done:  # type: ignore[attr-defined]
+            for n, future in enumerate(self.pending):
+                if future.is_done:
                     continue
                 if n % 2:
-                    future.failure(KafkaTimeoutError("Expiring 1 record(s)"))  # type: ignore[attr-defined]
+                    future.failure(KafkaTimeoutError("Expiring 1 record(s)"))
                 else:
-                    future.success(None)  # type: ignore[attr-defined]
+                    future.success(None)
 
     report = publish(records(6), RealFutures(), "t", None)
     assert report.failed == 4  # event 0 up front, events 1, 3 and 5 during the flush

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -29,8 +31,10 @@ from decaywatch.producer.scenario import (
     parse_models,
 )
 
+FloatArray = npt.NDArray[np.float64]
 
-def clipped_normal_expectation(f, mean: float, sd: float) -> float:
+
+def clipped_normal_expectation(f: Callable[[FloatArray], FloatArray], mean: float, sd: float) -> float:
     """E[f(clip(X, 0, 1))] for X ~ Normal(mean, sd), by brute numeric integration (independent of the closed form)."""
     grid = np.linspace(mean - 10 * sd, mean + 10 * sd, 400_001)
     density = np.exp(-0.5 * ((grid - mean) / sd) ** 2) / (sd * math.sqrt(2 * math.pi))
@@ -168,7 +172,7 @@ def test_gradual_defaults_to_the_middle_half_and_rejects_a_ramp_past_the_end() -
 @pytest.mark.parametrize("count", [0, -5, 1.5, True])
 def test_counts_must_be_positive_integers(count: object) -> None:
     with pytest.raises(SpecError, match="count must be a positive integer"):
-        Stable().resolve(count)  # type: ignore[arg-type]
+        Stable().resolve(count)  # type: ignore[arg-type]  # not always an int, on purpose: the check under test
 
 
 def test_curves_of_an_unresolved_scenario_refuse_to_guess() -> None:

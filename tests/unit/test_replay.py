@@ -13,17 +13,17 @@ import numpy as np
 import orjson
 import pytest
 
-from decaywatch.shared.policy_flags import load_config
+from decaywatch import replay
 from decaywatch.consumer.metrics import ServiceMetrics
 from decaywatch.consumer.service import MonitorService
-from decaywatch import replay
-from decaywatch.recording import read_batches
 from decaywatch.monitor.codec import MAX_MESSAGE_BYTES
 from decaywatch.monitor.engine import Monitor
 from decaywatch.producer.encode import encode_records
 from decaywatch.producer.manifest import build_manifest
 from decaywatch.producer.scenario import SECONDS_PER_WEEK, START_TS, parse_models
 from decaywatch.producer.stream import generate_all, interleave
+from decaywatch.recording import read_batches
+from decaywatch.shared.policy_flags import load_config
 from tests.unit.fakes import MemoryAlertSink, MemoryDeadLetters, MemorySource
 
 T0 = 1_704_067_200.0  # 2024-01-01T00:00:00Z
@@ -303,8 +303,9 @@ def test_batches_do_not_depend_on_chunking_or_jobs(
     events[5] = b"garbage"
     events[40] = b""
     for i in (7, 8, 60):  # no ts: the previous valid event's time, across chunk boundaries
-        assert isinstance(events[i], dict)
-        del events[i]["ts"]  # type: ignore[union-attr]
+        event = events[i]
+        assert isinstance(event, dict)
+        del event["ts"]
     data = b"\xef\xbb\xbf" + jsonl(events)[:-1]  # a byte order mark, and no newline after the last line
     path = tmp_path / "events.jsonl"
     path.write_bytes(data)
@@ -313,7 +314,7 @@ def test_batches_do_not_depend_on_chunking_or_jobs(
     got = flatten(list(read_batches(source, "jsonl", jobs=jobs, chunk_bytes=chunk_bytes, read_bytes=read_bytes)))
     assert got == reference
     assert reference["lines"] == [120] and reference["rejections"] == [(5, "malformed_json"), (40, "malformed_json")]
-    times = dict(zip(reference["index"], reference["time"]))
+    times = dict(zip(reference["index"], reference["time"], strict=True))
     assert times[7] == times[8] == times[6] and times[60] == times[59]
 
 

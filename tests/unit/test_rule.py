@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from fractions import Fraction
 
 import numpy as np
@@ -77,9 +78,9 @@ def events(outcomes: list[bool], model: str = "m") -> list[dict[str, object]]:
 
 
 def run(monitor: Monitor, objects: list[dict[str, object]], cuts: list[int]) -> list[tuple[str, str, float]]:
-    out = []
+    out: list[tuple[str, str, float]] = []
     bounds = sorted({0, len(objects), *(c for c in cuts if c <= len(objects))})
-    for lo, hi in zip(bounds, bounds[1:]):
+    for lo, hi in itertools.pairwise(bounds):
         batch, rejected = validate(objects[lo:hi], np.zeros(hi - lo))
         assert not rejected
         out.extend((t.status, t.alert_id, t.event_time) for t in monitor.process(batch))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from decaywatch.monitor.alert import DEGRADED_MESSAGE, STABLE_MESSAGE
+from decaywatch.monitor.alert import DEGRADED_MESSAGE, STABLE_MESSAGE, AlertTransition
 from decaywatch.monitor.config import ModelPolicy, MonitorConfig
 from decaywatch.monitor.engine import Monitor
 from decaywatch.monitor.schema import EventBatch
@@ -39,7 +41,7 @@ def test_batches_give_exactly_the_per_event_result(
     test = SequentialTest(0.8, 0.7, 4.0, cooldown, line=line, z=1.0)
     got = []
     bounds = sorted({0, length, *(c for c in cuts if c <= length)})
-    for lo, hi in zip(bounds, bounds[1:]):
+    for lo, hi in itertools.pairwise(bounds):
         times = np.arange(lo, hi, dtype=np.float64)
         for t in test.advance(np.array(outcomes[lo:hi], dtype=bool), np.ones(hi - lo, dtype=bool), times):
             got.append((lo + t.index, t.firing, t.span_correct, t.span_count, t.span_start_time))
@@ -65,9 +67,9 @@ def test_break_even_sits_on_the_line() -> None:
     assert 0.75 < test.break_even < 0.755
 
 
-def monitor_bits(bits: np.ndarray, policy: ModelPolicy, chunk: int = 5000) -> list[tuple[str, int, float, float]]:
+def monitor_bits(bits: np.ndarray, policy: ModelPolicy, chunk: int = 5000) -> list[tuple[str, int, float | None, float]]:
     monitor = Monitor(MonitorConfig(policy))
-    out = []
+    out: list[tuple[str, int, float | None, float]] = []
     for start in range(0, len(bits), chunk):
         part = bits[start : start + chunk]
         n = len(part)
@@ -99,7 +101,7 @@ def test_sudden_fall_is_caught_in_a_few_hundred_events_with_the_evidence_attache
     [(status, index, accuracy, drop)] = transitions
     assert status == "firing"
     assert 50_000 + 100 <= index <= 50_000 + 500
-    assert accuracy < 0.75 and drop > 0.1  # the evidence span's accuracy, not the lagging window's
+    assert accuracy is not None and accuracy < 0.75 and drop > 0.1  # the evidence span's accuracy, not the lagging window's
 
 
 def test_recovery_resolves_once_per_episode() -> None:
@@ -143,7 +145,7 @@ def test_messages_are_the_lessons() -> None:
     assert [(t.status, t.message) for t in transitions] == [("firing", DEGRADED_MESSAGE), ("resolved", STABLE_MESSAGE)]
     firing, resolved = transitions
     assert firing.alert_id == resolved.alert_id
-    assert firing.lower_bound <= firing.accuracy <= firing.upper_bound
+    assert firing.accuracy is not None and firing.lower_bound <= firing.accuracy <= firing.upper_bound
     assert firing.statistic is not None and firing.statistic >= 12.0
     assert firing.decision == "sequential"
 
@@ -153,8 +155,9 @@ def test_messages_are_the_lessons() -> None:
 def test_every_alert_field_is_the_same_whatever_the_batch_sizes(seed: int, chunks: list[int]) -> None:
     stream = bits(np.random.default_rng(seed), (0.85, 3000), (0.6, 800), (0.9, 2000), (0.55, 600))
 
-    def transitions(sizes: list[int]) -> list[object]:
-        monitor, out, start, i = Monitor(MonitorConfig(LESSON)), [], 0, 0
+    def transitions(sizes: list[int]) -> list[AlertTransition]:
+        monitor, start, i = Monitor(MonitorConfig(LESSON)), 0, 0
+        out: list[AlertTransition] = []
         while start < len(stream):
             size = sizes[i % len(sizes)]
             part = stream[start : start + size]
@@ -166,5 +169,5 @@ def test_every_alert_field_is_the_same_whatever_the_batch_sizes(seed: int, chunk
         return out
 
     whole = transitions([len(stream)])
-    assert [t.status for t in whole] == ["firing", "resolved", "firing"]  # type: ignore[attr-defined]
+    assert [t.status for t in whole] == ["firing", "resolved", "firing"]
     assert transitions(chunks) == whole

@@ -118,13 +118,13 @@ def in_batches(events: list[dict[str, Any]], sizes: list[int]) -> list[list[dict
 
 def starts(batches: list[list[dict[str, Any]]]) -> list[int]:
     """Each batch's first event's position in the stream (``source_index`` counts over the whole stream)."""
-    return np.cumsum([0, *(len(b) for b in batches)]).tolist()[:-1]
+    return [int(start) for start in np.cumsum([0, *(len(b) for b in batches)])[:-1]]
 
 
 def uninterrupted(policy: ModelPolicy, batches: list[list[dict[str, Any]]]) -> Run:
     """Transitions and snapshots after every batch, of a monitor that never stops."""
     monitor = Monitor(MonitorConfig(policy))
-    return [process(monitor, b, first) for b, first in zip(batches, starts(batches))]
+    return [process(monitor, b, first) for b, first in zip(batches, starts(batches), strict=True)]
 
 
 def check_restore(policy: ModelPolicy, batches: list[list[dict[str, Any]]], expected: Run, prefix: Monitor, cut: int) -> None:
@@ -136,7 +136,7 @@ def check_restore(policy: ModelPolicy, batches: list[list[dict[str, Any]]], expe
         assert state.dump(tracker) == blob  # nothing lost, nothing invented
         adopt(restored, tracker)
     assert exact(snapshots(restored)) == exact(snapshots(prefix))
-    for b, first, (transitions, after) in zip(batches[cut:], starts(batches)[cut:], expected[cut:]):
+    for b, first, (transitions, after) in zip(batches[cut:], starts(batches)[cut:], expected[cut:], strict=True):
         got_transitions, got_after = process(restored, b, first)
         assert exact(got_transitions) == exact(transitions)
         assert exact(got_after) == exact(after)
@@ -151,7 +151,7 @@ def check_restore_at(policy: ModelPolicy, batches: list[list[dict[str, Any]]], c
     prefix = Monitor(MonitorConfig(policy))
     done = 0
     for cut in sorted(set(cuts)):
-        for b, first in zip(batches[done:cut], starts(batches)[done:cut]):
+        for b, first in zip(batches[done:cut], starts(batches)[done:cut], strict=True):
             process(prefix, b, first)
         done = cut
         check_restore(policy, batches, expected, prefix, cut)

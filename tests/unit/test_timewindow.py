@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -28,7 +29,7 @@ def test_time_window_and_lateness_equal_brute_force(
 ) -> None:
     window, watermark, late_total = TimeWindow(span, buckets), None, 0
     bounds = sorted({0, len(events), *(c for c in cuts if c <= len(events))})
-    for lo, hi in zip(bounds, bounds[1:]):
+    for lo, hi in itertools.pairwise(bounds):
         times = np.array([t for t, _ in events[lo:hi]], dtype=np.float64)
         ok = np.array([c for _, c in events[lo:hi]], dtype=bool)
         late, watermark = late_mask(times, watermark, lateness)
@@ -88,13 +89,15 @@ def test_weekly_decline_of_the_lesson_is_visible_in_a_7d_window() -> None:
 
     [stream] = generate_all(parse_models("m=lesson"), seed=1)
     monitor = Monitor(MonitorConfig(ModelPolicy(baseline=0.85, baseline_date="2024-01-01")))
-    weekly = []
+    weekly: list[float] = []
     objects = event_dicts(stream)
-    for week in range(0, 21):
+    for week in range(21):
         part = objects[week * 5000 : (week + 1) * 5000]
         batch, _ = validate(part, np.zeros(len(part)))
         monitor.process(batch)
-        weekly.append(monitor.snapshot()["m"].window("7d").accuracy)
+        accuracy = monitor.snapshot()["m"].window("7d").accuracy
+        assert accuracy is not None, f"no 7d accuracy in week {week}"
+        weekly.append(accuracy)
     assert weekly[0] == pytest.approx(0.85, abs=0.02)
     assert weekly[-1] == pytest.approx(0.65, abs=0.03)
-    assert all(later < earlier + 0.02 for earlier, later in zip(weekly, weekly[1:]))
+    assert all(later < earlier + 0.02 for earlier, later in itertools.pairwise(weekly))
