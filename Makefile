@@ -1,13 +1,14 @@
-# decaywatch: the two commands of the quick start are `make demo` and `make test`.
-# Both set up what they need first: a virtualenv with the project and its test
-# tools, and Apache Kafka's jars (fetched once from Maven Central with Maven).
+# decaywatch: the commands of the quick start are `make demo`, `make test` and `make lint`.
+# They set up what they need first: a virtualenv with the project, its test and
+# lint tools, and (demo and test) Apache Kafka's jars, fetched once from Maven
+# Central with Maven.
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test unit integration e2e bench clean
+.PHONY: setup demo test lint unit integration e2e bench clean
 
 setup: $(STAMP)
 	@$(BIN)/decaywatch kafka fetch
@@ -15,7 +16,7 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,lint]'
 	@touch $(STAMP)
 
 demo: setup
@@ -23,6 +24,12 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# Formatting, lint and types: the settings are in pyproject.toml ([tool.ruff], [tool.mypy]).
+lint: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
@@ -37,4 +44,4 @@ bench: setup
 	$(BIN)/python -m pytest tests/benchmarks -s
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache
