@@ -212,11 +212,12 @@ class SequentialJudge:
         return self._test.evidence
 
     def advance(self, series: MetricSeries, allowed: Mask, event_time: npt.NDArray[np.float64]) -> list[Judgement]:
-        assert series.trials is not None and series.successes is not None, "the sequential test needs a success rate"
-        trials = series.trials
+        trials, successes = series.trials, series.successes
+        assert trials is not None, "the sequential test needs a success rate"
+        assert successes is not None, "the sequential test needs a success rate"
         return [
             Judgement(int(trials[t.index]), t.firing, t.span_correct, t.span_count, t.span_count, t.statistic, t.span_start_time)
-            for t in self._test.advance(series.successes, allowed[trials], event_time[trials])
+            for t in self._test.advance(successes, allowed[trials], event_time[trials])
         ]
 
     def state(self) -> dict[str, Any]:

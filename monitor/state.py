@@ -71,7 +71,7 @@ _DECISION_ONLY: Final = frozenset(
 """Policy fields no stored value depends on: a checkpoint restores under a new value of these."""
 
 
-class StateMismatch(ValueError):
+class StateMismatch(ValueError):  # noqa: N818  # names what happened; callers catch it by this name since version 1
     """The checkpoint cannot be restored here (other policy, model or format version): start the model fresh."""
 
 

@@ -22,12 +22,12 @@ from decaywatch.monitor.metric import LabeledOutcomes, Metric, MetricSeries, Rin
 from decaywatch.monitor.metrics import REGISTRY
 from decaywatch.monitor.metrics.accuracy import CORRECT
 from decaywatch.monitor.metrics.confusion import BRIER_SCALE
+from decaywatch.monitor.rings import RingSet
 from decaywatch.monitor.rule import DEGRADATION, FLOOR, Judgement, Rule, degradation_rule, floor_rule, metric_rule
 from decaywatch.monitor.schema import ModelRows
 from decaywatch.monitor.snapshot import ModelSnapshot, RuleSnapshot, WindowSnapshot
 from decaywatch.monitor.timewindow import TimeWindow, late_mask, parse_duration
-from decaywatch.monitor.wilson import wilson_interval
-from decaywatch.monitor.window import CountWindow
+from decaywatch.monitor.wilson import wilson_bounds
 
 
 class ModelTracker:
@@ -41,10 +41,7 @@ class ModelTracker:
             name: metric for name, metric in REGISTRY.items() if binary or not metric.needs_positive_class
         }
         self.rings: dict[str, Ring] = {ring.name: ring for metric in self.metrics.values() for ring in metric.rings}
-        self.windows: dict[int, dict[str, CountWindow]] = {
-            size: {name: CountWindow(size, ring.dtype, ring.keep_times) for name, ring in self.rings.items()}
-            for size in sorted(set(policy.windows))
-        }
+        self.windows = {size: RingSet(size, list(self.rings.values())) for size in sorted(set(policy.windows))}
         self.baseline = (
             Baseline.fixed(policy.baseline, policy.baseline_date)
             if policy.baseline is not None
@@ -93,12 +90,7 @@ class ModelTracker:
         self.correct += int(np.count_nonzero(outcomes.correct))
         learning = self.baseline.observe(outcomes.correct, outcomes.event_time)
         self.learn_rules()
-        columns = {name: ring.column(outcomes) for name, ring in self.rings.items()}
-        trajectories = {
-            size: {name: Trajectory(*window.trajectory(columns[name])) for name, window in rings.items()}
-            for size, rings in self.windows.items()
-        }
-        judged = trajectories[self.policy.judged_window]
+        judged = self.windows[self.policy.judged_window].measure(outcomes)
         series: dict[str, MetricSeries] = {}
         transitions: list[AlertTransition] = []
         for rule in self.rules.values():
@@ -116,9 +108,9 @@ class ModelTracker:
                 if not judgement.firing:
                     del self.alert_ids[rule.name]
         for size, rings in self.windows.items():
-            for name, window in rings.items():
-                t = trajectories[size][name]
-                window.write(columns[name], outcomes.event_time, t.total, t.count)
+            if size != self.policy.judged_window:
+                rings.measure(outcomes)
+            rings.write(outcomes.event_time)
         return transitions
 
     def _outcomes(self, rows: ModelRows) -> LabeledOutcomes:
@@ -146,15 +138,14 @@ class ModelTracker:
     ) -> AlertTransition:
         value = judgement.numerator / judgement.denominator
         if rule.metric.binomial:
-            low, high = wilson_interval(judgement.numerator, judgement.denominator)
-            lower, upper = float(low), float(high)
+            lower, upper = wilson_bounds(judgement.numerator, judgement.denominator)
         else:
             lower = upper = value
         reference = rule.baseline if rule.baseline is not None else self.baseline.value
         baseline = float(reference) if reference is not None else math.nan
         if judgement.statistic is None:  # the window rule: its evidence is the judged window
-            window = self.windows[self.policy.judged_window][CORRECT.name]
-            start: float | None = window.oldest_time(j, int(accuracy.count[j]), outcomes.event_time)
+            judged = self.windows[self.policy.judged_window]
+            start: float | None = judged.oldest_time(j, int(accuracy.count[j]), outcomes.event_time)
         else:
             start = judgement.start_time
         return AlertTransition(
@@ -190,10 +181,9 @@ class ModelTracker:
 
     def snapshot(self) -> ModelSnapshot:
         baseline = float(self.baseline.value) if self.baseline.value is not None else None
+        totals = {size: rings.totals() for size, rings in self.windows.items()}
         windows = [
-            _window_snapshot(
-                str(size), size, rings[CORRECT.name].count, rings[CORRECT.name].correct, rings[CORRECT.name].time_span, baseline
-            )
+            _window_snapshot(str(size), size, rings.count, totals[size][CORRECT.name], rings.time_span, baseline)
             for size, rings in self.windows.items()
         ]
         windows += [
@@ -202,10 +192,8 @@ class ModelTracker:
         metrics: dict[str, dict[str, float | None]] = {}
         if self.policy.positive_label is not None:
             for size, rings in self.windows.items():
-                totals = {name: window.correct for name, window in rings.items()}
-                count = rings[CORRECT.name].count
                 metrics[str(size)] = {
-                    name: metric.value(totals, count) for name, metric in self.metrics.items() if name != "accuracy"
+                    name: metric.value(totals[size], rings.count) for name, metric in self.metrics.items() if name != "accuracy"
                 }
         rules = tuple(
             RuleSnapshot(rule.name, rule.judge.firing, rule.judge.statistic, rule.judge.evidence, self.alert_ids.get(rule.name))
@@ -238,7 +226,7 @@ class ModelTracker:
             "last_event_time": self.last_event_time,
             "watermark": self.watermark,
             "baseline": self.baseline.state(),
-            "windows": [[size, name, window.state()] for size, rings in self.windows.items() for name, window in rings.items()],
+            "windows": [[size, rings.state()] for size, rings in self.windows.items()],
             "time_windows": [[label, window.state()] for label, window in self.time_windows.items()],
             "rules": [[name, rule.judge.state()] for name, rule in self.rules.items()],
             "alert_ids": [[name, alert] for name, alert in self.alert_ids.items()],
@@ -251,11 +239,9 @@ class ModelTracker:
         self.last_event_time, self.watermark = _real(state["last_event_time"]), _real(state["watermark"])
         self.baseline.restore(state["baseline"])
         self.learn_rules()
-        _same(
-            "windows", [[size, name] for size, rings in self.windows.items() for name in rings], [w[:2] for w in state["windows"]]
-        )
-        for size, name, window in state["windows"]:
-            self.windows[size][name].restore(window)
+        _same("windows", list(self.windows), [size for size, _ in state["windows"]])
+        for size, rings in state["windows"]:
+            self.windows[size].restore(rings)
         _same("time windows", list(self.time_windows), [label for label, _ in state["time_windows"]])
         for label, window in state["time_windows"]:
             self.time_windows[label].restore(window)
@@ -270,7 +256,7 @@ def _window_snapshot(
     label: str, size: int | None, count: int, correct: int, span: tuple[float, float] | None, baseline: float | None
 ) -> WindowSnapshot:
     accuracy = correct / count if count else None
-    lower, upper = wilson_interval(correct, count)
+    lower, upper = wilson_bounds(correct, count)
     return WindowSnapshot(
         label=label,
         size=size,
@@ -279,8 +265,8 @@ def _window_snapshot(
         accuracy=accuracy,
         drop=None if baseline is None or accuracy is None else baseline - accuracy,
         time_span=span,
-        lower_bound=None if not count else float(lower),
-        upper_bound=None if not count else float(upper),
+        lower_bound=None if not count else lower,
+        upper_bound=None if not count else upper,
     )
 
 

@@ -36,20 +36,26 @@ class CountWindow:
 
     _INITIAL_CAPACITY = 64
 
-    def __init__(self, size: int, dtype: type[np.integer[Any]] = np.uint8, track_times: bool = True) -> None:
+    def __init__(
+        self, size: int, dtype: type[np.integer[Any]] = np.uint8, track_times: bool = True, columns: int | None = None
+    ) -> None:
         """``dtype`` holds each event's value: bits by default, a wider integer for sums such as squared errors.
 
         ``track_times=False`` keeps no event times (no ``time_span``): for windows only summed.
+        ``columns``: each event holds that many values (a row), summed column by column in one pass;
+        ``correct`` is then an array of the column sums.  ``None``: one value per event.
         """
         if size < 1:
             raise ValueError(f"window size must be at least 1, not {size}")
         self.size = size
+        self.columns = columns
         capacity = min(size, self._INITIAL_CAPACITY)
-        self._bits = np.zeros(capacity, dtype=dtype)
+        self._row: tuple[int, ...] = () if columns is None else (columns,)
+        self._bits = np.zeros((capacity, *self._row), dtype=dtype)
         self._times: npt.NDArray[np.float64] | None = np.zeros(capacity, dtype=np.float64) if track_times else None
         self._next = 0  # where the next outcome is written
         self._count = 0
-        self._correct = 0
+        self._correct: Any = 0 if columns is None else np.zeros(columns, dtype=np.int64)
 
     def _ensure_capacity(self, needed: int) -> None:
         """Grow the ring (only ever before it first fills, so its content is ``0..count-1``)."""
@@ -57,7 +63,7 @@ class CountWindow:
         if needed <= capacity:
             return
         grown = min(self.size, max(needed, 2 * capacity))
-        bits = np.zeros(grown, dtype=self._bits.dtype)
+        bits = np.zeros((grown, *self._row), dtype=self._bits.dtype)
         bits[:capacity] = self._bits
         self._bits = bits
         if self._times is not None:
@@ -71,8 +77,8 @@ class CountWindow:
         return self._count
 
     @property
-    def correct(self) -> int:
-        """Correct predictions among them."""
+    def correct(self) -> Any:
+        """Correct predictions among them (with ``columns``: each column's sum, an array)."""
         return self._correct
 
     @property
@@ -91,28 +97,39 @@ class CountWindow:
 
     def state(self) -> dict[str, Any]:
         """The ring as it is held (a ring still filling holds fewer than ``size`` slots)."""
-        return {"bits": self._bits, "times": self._times, "next": self._next, "count": self._count, "correct": self._correct}
+        correct = self._correct if self.columns is None else [int(c) for c in self._correct]
+        bits = self._bits.reshape(-1)  # the array section is flat; ``columns`` gives the row shape back
+        return {"bits": bits, "times": self._times, "next": self._next, "count": self._count, "correct": correct}
 
     def restore(self, state: dict[str, Any]) -> None:
         bits, times = state["bits"], state["times"]
         nxt, count, correct = state["next"], state["count"], state["correct"]
         if not isinstance(bits, np.ndarray) or bits.dtype != self._bits.dtype or bits.ndim != 1:
             raise ValueError(f"window ring of {getattr(bits, 'dtype', type(bits))}, this window keeps {self._bits.dtype}")
+        width = self.columns or 1
+        if bits.size % width:
+            raise ValueError(f"a ring of {bits.size} values does not hold rows of {width}")
+        bits = bits.reshape(-1, *self._row)
+        if self.columns is not None:
+            if not isinstance(correct, list) or len(correct) != self.columns or any(type(c) is not int for c in correct):
+                raise ValueError(f"window column sums {correct!r}")
+            correct = np.array(correct, dtype=np.int64)
         if (times is None) != (self._times is None) or (
             times is not None and (not isinstance(times, np.ndarray) or times.dtype != np.float64)
         ):
             raise ValueError("the window's event times do not match the checkpoint's")
-        if any(type(v) is not int for v in (nxt, count, correct)):
+        if any(type(v) is not int for v in (nxt, count)) or (self.columns is None and type(correct) is not int):
             raise ValueError(f"window counters {nxt!r}, {count!r}, {correct!r}")
-        if not (0 <= count <= bits.size <= self.size and 0 <= nxt < self.size and nxt <= bits.size) or (
-            times is not None and times.size != bits.size
+        slots = bits.shape[0]
+        if not (0 <= count <= slots <= self.size and 0 <= nxt < self.size and nxt <= slots) or (
+            times is not None and times.size != slots
         ):
-            raise ValueError(f"a ring of {bits.size} at {nxt} holding {count} does not fit size {self.size}")
+            raise ValueError(f"a ring of {slots} at {nxt} holding {count} does not fit size {self.size}")
         self._bits, self._times = bits, times
         self._next, self._count, self._correct = nxt, count, correct
 
     def extend(
-        self, outcomes: npt.NDArray[np.bool_], event_time: npt.NDArray[np.float64]
+        self, outcomes: npt.NDArray[Any], event_time: npt.NDArray[np.float64]
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """Add a batch of outcomes (True = correct), oldest first.
 
@@ -123,14 +140,13 @@ class CountWindow:
         self.write(outcomes, event_time, correct, count)
         return correct, count
 
-    def trajectory(self, outcomes: npt.NDArray[np.bool_]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    def trajectory(self, outcomes: npt.NDArray[Any]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """What ``extend`` would return, without changing the window (then call ``write``)."""
         m = int(outcomes.shape[0])
         if m == 0:
-            empty = np.zeros(0, dtype=np.int64)
-            return empty, empty
+            return np.zeros((0, *self._row), dtype=np.int64), np.zeros(0, dtype=np.int64)
         before = self._count
-        added = np.cumsum(outcomes, dtype=np.int64)
+        added = np.cumsum(outcomes, axis=0, dtype=np.int64)
         seen = before + np.arange(1, m + 1, dtype=np.int64)
         count = np.minimum(seen, self.size)
         dropped = seen - count  # how many of (old window + batch), oldest first, have left by each event
@@ -139,7 +155,7 @@ class CountWindow:
 
     def write(
         self,
-        outcomes: npt.NDArray[np.bool_],
+        outcomes: npt.NDArray[Any],
         event_time: npt.NDArray[np.float64],
         correct: npt.NDArray[np.int64],
         count: npt.NDArray[np.int64],
@@ -149,7 +165,7 @@ class CountWindow:
             return
         self._write(outcomes.astype(self._bits.dtype, copy=False), event_time)
         self._count = int(count[-1])
-        self._correct = int(correct[-1])
+        self._correct = int(correct[-1]) if self.columns is None else correct[-1].copy()
 
     def oldest_time(self, j: int, count_j: int, event_time: npt.NDArray[np.float64]) -> float:
         """Event time of the oldest outcome in the window after event ``j`` of a batch not yet written."""
@@ -165,11 +181,11 @@ class CountWindow:
         """Correct outcomes among the first ``dropped[j]`` of (old window, then batch)."""
         longest = int(dropped[-1])
         from_old = min(longest, before)
-        old_prefix = np.zeros(from_old + 1, dtype=np.int64)
+        old_prefix = np.zeros((from_old + 1, *self._row), dtype=np.int64)
         if from_old:
             oldest = self._next - before
             idx = (oldest + np.arange(from_old)) % self.size
-            np.cumsum(self._bits[idx], dtype=np.int64, out=old_prefix[1:])
+            np.cumsum(self._bits[idx], axis=0, dtype=np.int64, out=old_prefix[1:])
         in_old = np.minimum(dropped, before)
         result = old_prefix[in_old]
         past_old = dropped - before

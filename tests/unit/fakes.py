@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -13,8 +14,8 @@ from decaywatch.monitor.schema import Rejection
 class MemorySource:
     """Hands out pre-made batches; records what was committed, and when (relative to sink flushes)."""
 
-    def __init__(self, batches: list[list[bytes | None]], journal: list[str]) -> None:
-        self._batches = list(batches)
+    def __init__(self, batches: Sequence[Sequence[bytes | None]], journal: list[str]) -> None:
+        self._batches = [list(batch) for batch in batches]
         self._offset = 0
         self.committed = 0
         self._polled_to = 0

@@ -234,7 +234,7 @@ def test_cut_while_the_baseline_is_being_learned() -> None:
 # Attributes of the core's classes that are parameters, rebuilt from the policy rather than checkpointed.
 PARAMETERS: dict[str, set[str]] = {
     "ModelTracker": {"model", "policy", "metrics", "rings", "windows", "baseline", "rules", "time_windows", "allowed_lateness"},
-    "CountWindow": {"size"},
+    "CountWindow": {"size", "columns", "_row"},
     "TimeWindow": {"span", "buckets", "width"},
     "Baseline": {"learn_from"},
     "SequentialTest": {"good", "bad", "evidence", "cooldown", "line", "z", "_right", "_wrong", "_limit"},
@@ -254,7 +254,7 @@ def test_every_attribute_of_the_state_is_covered() -> None:
     sequential = ModelTracker("m", ModelPolicy(**SMALL))
     sequential.update(ModelRows(np.ones(3, bool), np.ones(3, bool), np.arange(3.0), np.arange(3)))
     objects: list[Any] = [tracker, tracker.baseline, *tracker.time_windows.values()]
-    objects += [window for rings in tracker.windows.values() for window in rings.values()]
+    objects += [window for rings in tracker.windows.values() for _members, window in rings._groups]
     for rule in [*tracker.rules.values(), *sequential.rules.values()]:
         objects += [rule.judge, *(vars(rule.judge)[name] for name in ("_test", "_episode") if name in vars(rule.judge))]
     assert {type(o).__name__ for o in objects} == set(PARAMETERS)
@@ -382,9 +382,9 @@ def reseal(blob: bytes, change: Any) -> bytes:
     [
         lambda h: h["state"].pop("events"),
         lambda h: h["state"].update(events="12"),
-        lambda h: h["state"]["windows"][0][2].update(count=10**6),
-        lambda h: h["state"]["windows"][0][2].update(bits=999),
-        lambda h: h["state"]["windows"][0][2].update(bits={"$array": 999}),
+        lambda h: h["state"]["windows"][0][1][0][1].update(count=10**6),
+        lambda h: h["state"]["windows"][0][1][0][1].update(bits=999),
+        lambda h: h["state"]["windows"][0][1][0][1].update(bits={"$array": 999}),
         lambda h: h["state"]["baseline"].update(value=[1, 0]),
         lambda h: h["state"]["rules"][0][1].update(firing=1),
         lambda h: h["state"].update(rules={}),

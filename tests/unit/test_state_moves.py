@@ -21,7 +21,7 @@ class ScriptedSource:
 
     def __init__(self, logs: dict[int, list[bytes]]) -> None:
         self.logs = logs
-        self.committed = {p: 0 for p in logs}
+        self.committed = dict.fromkeys(logs, 0)
         self.position = dict(self.committed)
         self.assigned: set[int] = set()
         self.events: list[tuple[str, set[int]]] = []
@@ -34,7 +34,9 @@ class ScriptedSource:
             self.position[p] = self.committed[p]
 
     def poll(self, timeout_s: float) -> RawBatch | None:
-        values, partitions, offsets = [], [], []
+        values: list[bytes | None] = []
+        partitions: list[int] = []
+        offsets: list[int] = []
         for p in sorted(self.assigned):
             start = self.position[p]
             chunk = self.logs[p][start : start + 30]
@@ -95,7 +97,7 @@ def service(source: ScriptedSource, store: MemoryStateStore, interval: float) ->
 def drain(svc: MonitorService, steps: int | None = None) -> None:
     done = 0
     while steps is None or done < steps:
-        svc.clock.now += 1.0  # type: ignore[attr-defined]
+        svc.clock.now += 1.0  # type: ignore[attr-defined]  # the test's clock object, seen as a plain Clock callable
         if svc.step() is None:
             break
         done += 1

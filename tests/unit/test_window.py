@@ -71,3 +71,30 @@ def test_ring_grows_on_demand_and_summing_windows_keep_no_times() -> None:
     summing = CountWindow(100, dtype=np.int32, track_times=False)
     summing.extend(np.array([5, 7], dtype=np.int32), np.zeros(2))
     assert (summing.correct, summing.time_span) == (12, None)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    size=st.one_of(st.integers(1, 40), st.integers(60, 300)),
+    rows=st.lists(st.tuples(st.integers(0, 1), st.integers(0, 1), st.integers(0, 10**6)), max_size=600),
+    cuts=st.lists(st.integers(0, 600), max_size=10),
+)
+def test_a_multi_column_window_sums_each_column_like_its_own_window(
+    size: int, rows: list[tuple[int, int, int]], cuts: list[int]
+) -> None:
+    """One window of three columns (one cumulative sum per batch) equals three one-column windows, event by event."""
+    grouped = CountWindow(size, np.int32, columns=3)
+    alone = [CountWindow(size, np.int32) for _ in range(3)]
+    values = np.array(rows, dtype=np.int32).reshape(-1, 3)
+    bounds = sorted({0, len(rows), *(c for c in cuts if c <= len(rows))})
+    for lo, hi in itertools.pairwise(bounds):
+        times = np.arange(lo, hi, dtype=np.float64)
+        total, count = grouped.extend(values[lo:hi], times)
+        for c, window in enumerate(alone):
+            expected, expected_count = window.extend(values[lo:hi, c], times)
+            assert total[:, c].tolist() == expected.tolist()
+            assert count.tolist() == expected_count.tolist()
+    assert grouped.correct.tolist() == [w.correct for w in alone] and grouped.count == alone[0].count
+    restored = CountWindow(size, np.int32, columns=3)
+    restored.restore(grouped.state())
+    assert restored.correct.tolist() == grouped.correct.tolist() and restored.time_span == grouped.time_span
