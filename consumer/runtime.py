@@ -19,12 +19,15 @@ from decaywatch.consumer.endpoints import HttpEndpoints, HttpServer, TlsSettings
 from decaywatch.consumer.ledger import PartitionLedger
 from decaywatch.consumer.metrics import DeliveryCollector, OutputCollector, ServiceMetrics
 from decaywatch.consumer.service import MonitorService
-from decaywatch.consumer.sinks import AlertFanOut, AlertSink, KafkaAlertSink, KafkaDeadLetterSink
-from decaywatch.consumer.source import KafkaEventSource, RebalanceRecorder
+from decaywatch.consumer.sinks import AlertFanOut, AlertSink, KafkaAlertSink, KafkaDeadLetterSink, Sender
+from decaywatch.consumer.source import GroupSource, KafkaEventSource, RebalanceRecorder
 from decaywatch.monitor.config import MonitorConfig
 from decaywatch.monitor.engine import Monitor
 
 log = logging.getLogger(__name__)
+
+KAFKA_CLIENTS = ("kafka-python", "confluent")
+"""The Kafka client libraries the service runs on (``--kafka-client``); the first is the default."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,14 +54,17 @@ class MonitorSettings:
     """How soon the group notices a dead member (kafka-python's default, 45 s, when None)."""
     checkpoint_interval_s: float = 5.0
     """How often model state is checkpointed and offsets committed (with a state topic)."""
+    kafka_client: str = "kafka-python"
+    """The Kafka client library under the source and the outputs: "kafka-python", or "confluent" (librdkafka,
+    the ``decaywatch[confluent]`` extra; see ``consumer/confluent.py``)."""
+    export_interval_s: float = 0.1
+    """How often, at most, /metrics gets a new snapshot while batches stream in (at once on alerts and when idle)."""
 
 
 class MonitorRuntime:
     """Owns the service's connections and server; use as a context manager."""
 
     def __init__(self, settings: MonitorSettings) -> None:
-        from kafka import KafkaProducer
-
         self.settings = settings
         self._closers: list[Any] = []
         try:
@@ -68,24 +74,7 @@ class MonitorRuntime:
             self.metrics = ServiceMetrics()
             ledger = PartitionLedger(on_withhold=self.metrics.models.withhold)
             recorder = RebalanceRecorder(on_revoked=ledger.withhold)
-            self.source = KafkaEventSource.connect(
-                settings.topic, settings.group, settings.batch_size, settings.kafka, recorder, settings.session_timeout_ms
-            )
-            self._closers.append(self.source.close)
-            producer = KafkaProducer(
-                **{
-                    "linger_ms": 5,
-                    "max_request_size": 8 * 1024 * 1024,
-                    "max_block_ms": 500,  # a topic without metadata holds the loop 0.5 s per flush, not 60 s
-                    # kafka-python 3.0.12 wedges an idempotent producer for good after a retried batch expires
-                    # (it resets the producer id and never asks for a new one): the sinks keep order themselves.
-                    "enable_idempotence": False,
-                    "acks": "all",
-                    "max_in_flight_requests_per_connection": 1,  # keeps each partition in order through retries
-                    **settings.kafka,
-                }
-            )
-            self._closers.append(lambda: producer.close(timeout=10))
+            self.source, producer = self._connect(settings, recorder)
             kafka_alerts = KafkaAlertSink(producer, settings.alerts_topic)
             dead_letters = KafkaDeadLetterSink(producer, settings.dead_letter_topic)
             self.metrics.registry.register(OutputCollector({"alerts": kafka_alerts, "dead_letters": dead_letters}))
@@ -105,6 +94,7 @@ class MonitorRuntime:
                 state_store=None if state_topic is None else KafkaStateStore(producer, state_topic, settings.kafka),
                 checkpoint_interval_s=settings.checkpoint_interval_s,
                 ledger=ledger,
+                export_interval_s=settings.export_interval_s,
             )
             endpoints = HttpEndpoints(self.metrics.registry, self._readiness, self._models)
             self.http = HttpServer(endpoints, settings.metrics_addr, settings.metrics_port, settings.tls).start()
@@ -112,6 +102,43 @@ class MonitorRuntime:
         except BaseException:
             self.close()
             raise
+
+    def _connect(self, settings: MonitorSettings, recorder: RebalanceRecorder) -> tuple[GroupSource, Sender]:
+        """The event source and the outputs' producer, on the chosen client; each registered for closing."""
+        if settings.kafka_client == "confluent":
+            from decaywatch.consumer.confluent import ClientHealth, ConfluentEventSource, ConfluentSender
+
+            health = ClientHealth(settings.kafka)  # one view of the client's errors and readiness for both
+            source: GroupSource = ConfluentEventSource.connect(
+                settings.topic, settings.group, settings.batch_size, settings.kafka, recorder, settings.session_timeout_ms, health
+            )
+            self._closers.append(source.close)
+            sender = ConfluentSender.connect(settings.kafka, health)
+            self._closers.append(lambda: sender.close(timeout=10))
+            return source, sender
+        if settings.kafka_client != "kafka-python":
+            raise ValueError(f"unknown Kafka client {settings.kafka_client!r}; known: {', '.join(KAFKA_CLIENTS)}")
+        from kafka import KafkaProducer
+
+        source = KafkaEventSource.connect(
+            settings.topic, settings.group, settings.batch_size, settings.kafka, recorder, settings.session_timeout_ms
+        )
+        self._closers.append(source.close)
+        producer = KafkaProducer(
+            **{
+                "linger_ms": 5,
+                "max_request_size": 8 * 1024 * 1024,
+                "max_block_ms": 500,  # a topic without metadata holds the loop 0.5 s per flush, not 60 s
+                # kafka-python 3.0.12 wedges an idempotent producer for good after a retried batch expires
+                # (it resets the producer id and never asks for a new one): the sinks keep order themselves.
+                "enable_idempotence": False,
+                "acks": "all",
+                "max_in_flight_requests_per_connection": 1,  # keeps each partition in order through retries
+                **settings.kafka,
+            }
+        )
+        self._closers.append(lambda: producer.close(timeout=10))
+        return source, producer
 
     def _readiness(self) -> tuple[bool, str]:
         assigned = self.source.assigned_partitions

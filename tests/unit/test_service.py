@@ -93,3 +93,33 @@ def test_empty_poll_does_nothing() -> None:
     service, source, _a, _d, journal = build([])
     assert service.step() is None
     assert journal == [] and source.committed == 0
+
+
+def test_snapshots_are_exported_at_most_once_per_interval_but_at_once_on_alerts_and_when_idle() -> None:
+    journal: list[str] = []
+    good, bad = [event("a", True)] * 10, [event("a", False)] * 10
+    source = MemorySource([good, good, bad, good], journal)
+    now = [100.0]
+    config = MonitorConfig(ModelPolicy(baseline=0.85, windows=(10,), min_samples=10, decision="window"))
+    service = MonitorService(
+        source, Monitor(config), MemoryAlertSink(journal), MemoryDeadLetters(journal), ServiceMetrics(),
+        clock=lambda: now[0], export_interval_s=10.0,
+    )  # fmt: skip
+
+    def events() -> float | None:
+        return service.metrics.registry.get_sample_value("decaywatch_events_total", {"model": "a"})
+
+    service.step()
+    assert events() == 10  # the first batch is exported
+    service.step()
+    assert events() == 10  # within the interval: not yet
+    service.step()
+    assert events() == 30  # the batch fired an alert: exported at once
+    now[0] += 11.0
+    service.step()
+    assert events() == 40  # the interval has passed
+    source._batches.append([event("b", True)] * 10)  # a healthy model: no transition
+    service.step()
+    assert service.metrics.registry.get_sample_value("decaywatch_events_total", {"model": "b"}) is None
+    assert service.step() is None  # the input is idle: everything is exported
+    assert service.metrics.registry.get_sample_value("decaywatch_events_total", {"model": "b"}) == 10
