@@ -40,8 +40,10 @@ integration: setup
 e2e: setup
 	$(BIN)/python -m pytest tests/e2e
 
+# The detection benchmark (pytest), then consumption throughput on a local broker (about 10 minutes on 2 cores).
 bench: setup
 	$(BIN)/python -m pytest tests/benchmarks -s
+	$(BIN)/python -m tests.benchmarks.bench_throughput
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache
