@@ -1,6 +1,7 @@
 # decaywatch: the commands of the quick start are `make demo`, `make test` and `make lint`.
 # They set up what they need first: a virtualenv with the project, its test and
-# lint tools, and (demo and test) Apache Kafka's jars, fetched once from Maven
+# lint tools and the confluent-kafka client (the tests run the service on both
+# clients), and (demo and test) Apache Kafka's jars, fetched once from Maven
 # Central with Maven.
 
 PYTHON ?= python3
@@ -16,7 +17,7 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,lint]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,lint,confluent]'
 	@touch $(STAMP)
 
 demo: setup

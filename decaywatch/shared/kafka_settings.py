@@ -15,7 +15,9 @@ the SASL user and password ``sasl_plain_username`` / ``sasl_plain_password``
 for every mechanism it offers, SCRAM-SHA-256/512 included (see
 ``kafka/net/sasl/scram.py``), so the ``--sasl-*`` flags map there whatever the
 mechanism.  Precedence: flag, then environment, then the ``[kafka]`` table of
-the config file (:func:`kafka_client_config`'s ``file_table``).
+the config file (:func:`kafka_client_config`'s ``file_table``).  The monitor's
+librdkafka client (``--kafka-client confluent``) gets the same settings renamed
+by :func:`librdkafka_config`.
 
 Secrets (the SASL password, a key password) are never printed: they are left
 out of :class:`KafkaAuthenticationError` and blanked by :func:`redact`.
@@ -170,6 +172,47 @@ def kafka_client_config(
     """
     servers = [server.strip() for server in _bootstrap(args, file_table, environ).split(",") if server.strip()]
     return {"bootstrap_servers": servers, **security_config(args, environ, file_table)}
+
+
+#: kafka-python keyword -> librdkafka property, for every setting :func:`kafka_client_config` can hold
+#: (``ssl_password`` and ``client_id`` are not flags, but callers building the settings by hand use them).
+LIBRDKAFKA_KEYS = {
+    "security_protocol": "security.protocol",
+    "sasl_mechanism": "sasl.mechanisms",
+    "sasl_plain_username": "sasl.username",
+    "sasl_plain_password": "sasl.password",
+    "ssl_cafile": "ssl.ca.location",
+    "ssl_certfile": "ssl.certificate.location",
+    "ssl_keyfile": "ssl.key.location",
+    "ssl_password": "ssl.key.password",
+    "client_id": "client.id",
+}
+
+
+def librdkafka_config(kafka: Mapping[str, Any]) -> dict[str, str]:
+    """The same client settings as librdkafka properties (for ``--kafka-client confluent``).
+
+    One reader resolves flags, environment and file into kafka-python's
+    keywords (:func:`kafka_client_config`); this only renames them, so both
+    clients are configured from the same place.  A key it does not know is an
+    error rather than a silent omission: a dropped security setting would
+    connect in the clear or fail to log in far from its cause.  librdkafka
+    names the SASL user and password ``sasl.username`` / ``sasl.password``
+    for every mechanism, as kafka-python does with its ``sasl_plain_*``.
+
+    >>> librdkafka_config({"bootstrap_servers": ["k1:9092", "k2:9092"], "security_protocol": "SASL_SSL",
+    ...                    "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": "alice", "ssl_cafile": "/ca.pem"})
+    {'bootstrap.servers': 'k1:9092,k2:9092', 'security.protocol': 'SASL_SSL', 'sasl.mechanisms': 'SCRAM-SHA-512', 'sasl.username': 'alice', 'ssl.ca.location': '/ca.pem'}
+    """
+    unknown = set(kafka) - {"bootstrap_servers", *LIBRDKAFKA_KEYS}
+    if unknown:
+        raise ValueError(
+            f"Kafka setting(s) {sorted(unknown)} have no librdkafka equivalent here; known: {sorted(LIBRDKAFKA_KEYS)}"
+        )
+    servers = kafka.get("bootstrap_servers", DEFAULT_BOOTSTRAP)
+    config = {"bootstrap.servers": servers if isinstance(servers, str) else ",".join(servers)}
+    config.update({LIBRDKAFKA_KEYS[key]: str(value) for key, value in kafka.items() if key in LIBRDKAFKA_KEYS and value})
+    return config
 
 
 def _bootstrap(args: argparse.Namespace, file_table: Mapping[str, Any] | None, environ: Mapping[str, str] | None) -> str:
