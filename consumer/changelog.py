@@ -65,7 +65,15 @@ class MemoryStateStore:
 
 
 class KafkaStateStore:
-    """The changelog on a compacted Kafka topic with as many partitions as the input topic."""
+    """The changelog on a compacted Kafka topic with as many partitions as the input topic.
+
+    Writes go through the service's output producer, whichever client it is
+    (``send`` with an explicit partition, ``flush`` that raises when it runs
+    out of time), so they share its ordering and delivery settings.  Creating
+    the topic and restoring from it use kafka-python on either client: both
+    happen once per start or rebalance, read the same bytes, and keep one
+    proven path for the one place where a mistake loses state.
+    """
 
     def __init__(self, sender: Any, topic: str, kafka: Mapping[str, Any], flush_timeout_s: float = 60.0) -> None:
         self._sender = sender

@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("decaywatch")
 
+#: The values of ``--kafka-client`` (as ``decaywatch.consumer.runtime.KAFKA_CLIENTS``, which the parser must not import).
+KAFKA_CLIENTS = ("kafka-python", "confluent")
+CONFLUENT_INSTALL = "pip install 'decaywatch[confluent]'"
+
 
 def add_parser(subparsers: Any, environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
     env = os.environ if environ is None else environ
@@ -70,6 +74,13 @@ def add_service_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str
     group.add_argument("--batch-size", type=int, default=int(_env(env, "--batch-size", "5000")), help="most records per poll")
     group.add_argument(
         "--log-format", choices=("text", "json"), default=_env(env, "--log-format", "text"), help="log line format"
+    )
+    group.add_argument(
+        "--kafka-client",
+        choices=KAFKA_CLIENTS,
+        default=_env(env, "--kafka-client", KAFKA_CLIENTS[0]),
+        help="Kafka client library: kafka-python (default), or confluent (librdkafka, several times faster; "
+        f"{CONFLUENT_INSTALL})",
     )
     group.add_argument(
         "--state-topic",
@@ -132,7 +143,22 @@ def settings_from_args(args: argparse.Namespace) -> MonitorSettings:
         state_topic=None if args.no_state else args.state_topic,
         session_timeout_ms=args.session_timeout_ms,
         checkpoint_interval_s=args.checkpoint_interval,
+        kafka_client=_kafka_client(args),
     )
+
+
+def _kafka_client(args: argparse.Namespace) -> str:
+    """The chosen client, checked to be installed (the environment variable is not checked by argparse)."""
+    import importlib.util
+
+    from decaywatch.monitor.config import ConfigError
+
+    client = str(getattr(args, "kafka_client", KAFKA_CLIENTS[0]))
+    if client not in KAFKA_CLIENTS:
+        raise ConfigError(f"--kafka-client must be one of {', '.join(KAFKA_CLIENTS)}, not {client!r}")
+    if client == "confluent" and importlib.util.find_spec("confluent_kafka") is None:
+        raise ConfigError(f"--kafka-client confluent needs the confluent-kafka package: {CONFLUENT_INSTALL}")
+    return client
 
 
 def _tls(args: argparse.Namespace) -> TlsSettings | None:
@@ -166,7 +192,11 @@ def run(args: argparse.Namespace) -> int:
         with runtime:
             print(f"decaywatch monitor: metrics at {runtime.http.url()}", flush=True)
             log.info(
-                "consuming %s as group %s from %s", settings.topic, settings.group, ",".join(settings.kafka["bootstrap_servers"])
+                "consuming %s as group %s from %s (client: %s)",
+                settings.topic,
+                settings.group,
+                ",".join(settings.kafka["bootstrap_servers"]),
+                settings.kafka_client,
             )
             runtime.service.run(stop)
             totals = runtime.service.totals
@@ -183,10 +213,21 @@ def run(args: argparse.Namespace) -> int:
     except Exception as error:  # one clear line, not a traceback loop
         from kafka.errors import KafkaError
 
-        if isinstance(error, (KafkaError, OSError)):
+        if isinstance(error, (KafkaError, OSError, *_client_errors(settings.kafka_client))):
             name, text = type(error).__name__, str(error)
             line = text if text.startswith(f"{name}:") else f"{name}: {text}"  # kafka-python's errors name themselves
             print(f"decaywatch monitor: {redact(line, settings.kafka)}", file=sys.stderr)
             return 1
         raise
     return 0
+
+
+def _client_errors(client: str) -> tuple[type[Exception], ...]:
+    """The confluent client's own error types, reported in one line like kafka-python's."""
+    if client != "confluent":
+        return ()
+    from confluent_kafka import KafkaException
+
+    from decaywatch.consumer.confluent import KafkaClientError
+
+    return (KafkaException, KafkaClientError)

@@ -2,7 +2,9 @@
 
 The service only needs ``poll`` (a batch of raw messages) and ``commit`` (the
 batch is fully handled); unit tests pass an in-memory source with the same
-shape instead of a broker.
+shape instead of a broker.  This module holds the kafka-python member (the
+default); the librdkafka one, for ``--kafka-client confluent``, is in
+``consumer/confluent.py`` and shares the protocol and the rebalance recorder.
 """
 
 from __future__ import annotations
@@ -50,6 +52,13 @@ class EventSource(Protocol):
     def close(self) -> None: ...
 
 
+class GroupSource(EventSource, Protocol):
+    """A consumer-group member, as the runtime's readiness check reads it (kafka-python's or librdkafka's)."""
+
+    assigned_partitions: int
+    coordinator_known: bool
+
+
 def batch_from_records(records: Sequence[Any]) -> RawBatch:
     """Columns from kafka-python ``ConsumerRecord`` objects (or anything with the same attributes)."""
     return RawBatch(
@@ -63,7 +72,7 @@ def batch_from_records(records: Sequence[Any]) -> RawBatch:
 
 
 class RebalanceRecorder:
-    """Records partition moves for the service's loop to act on.
+    """Records partition moves for the service's loop to act on, whichever client reports them.
 
     kafka-python 3 runs rebalance callbacks on its IO loop, the one that sends
     heartbeats: a listener that blocks there (restoring state, committing) can
@@ -71,26 +80,37 @@ class RebalanceRecorder:
     restores and forgets right after ``poll`` returns, before it processes any
     record.  ``on_revoked`` is also told at once, so the old owner can stop
     exporting the partition's models without waiting for the loop.
+    (confluent-kafka runs its callbacks inside ``consume`` on the loop's own
+    thread; the same queue serves, see ``consumer/confluent.py``.)
     """
 
     def __init__(self, on_revoked: Callable[[set[int]], object] | None = None) -> None:
+        self.events: queue.SimpleQueue[tuple[str, set[int]]] = queue.SimpleQueue()
+        self._on_revoked = on_revoked
+
+    def revoked(self, partitions: set[int]) -> None:
+        self.events.put(("revoked", partitions))
+        if self._on_revoked is not None and partitions:
+            self._on_revoked(partitions)
+
+    def assigned(self, partitions: set[int]) -> None:
+        self.events.put(("assigned", partitions))
+
+    @property
+    def listener(self) -> Any:
+        """A kafka-python ``ConsumerRebalanceListener`` that records into this recorder."""
         from kafka import ConsumerRebalanceListener
 
         recorder = self
 
-        class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+        class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # kafka-python is untyped: its base is Any
             def on_partitions_revoked(self, revoked: Any) -> None:
-                parts = {tp.partition for tp in revoked}
-                recorder.events.put(("revoked", parts))
-                if recorder._on_revoked is not None and parts:
-                    recorder._on_revoked(parts)
+                recorder.revoked({tp.partition for tp in revoked})
 
             def on_partitions_assigned(self, assigned: Any) -> None:
-                recorder.events.put(("assigned", {tp.partition for tp in assigned}))
+                recorder.assigned({tp.partition for tp in assigned})
 
-        self.events: queue.SimpleQueue[tuple[str, set[int]]] = queue.SimpleQueue()
-        self._on_revoked = on_revoked
-        self.listener = _Listener()
+        return _Listener()
 
     def drain(self) -> list[tuple[str, set[int]]]:
         drained = []
@@ -147,7 +167,7 @@ class KafkaEventSource:
             return True
         try:
             return not coordinator.coordinator_unknown()
-        except Exception:  # a private API: if it changes, readiness falls back to the assignment alone
+        except Exception:  # noqa: BLE001 - a private API: if it changes, readiness falls back to the assignment alone
             return True
 
     def poll(self, timeout_s: float) -> RawBatch | None:
