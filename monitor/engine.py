@@ -13,13 +13,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import numpy.typing as npt
 
 from decaywatch.monitor.alert import AlertTransition
 from decaywatch.monitor.config import MonitorConfig
+from decaywatch.monitor.metric import LabeledOutcomes, Trajectory
+from decaywatch.monitor.rings import FleetMeasure
 from decaywatch.monitor.schema import EventBatch
 from decaywatch.monitor.snapshot import ModelSnapshot
-from decaywatch.monitor.tracker import ModelTracker
+from decaywatch.monitor.tracker import ModelTracker, Step
 
 
 class Monitor:
@@ -40,7 +45,7 @@ class Monitor:
             return []
         order = np.argsort(batch.model_codes, kind="stable")
         bounds = np.cumsum(np.bincount(batch.model_codes, minlength=len(batch.models)))
-        transitions: list[AlertTransition] = []
+        steps: list[tuple[ModelTracker, Step]] = []
         start = 0
         for code, model in enumerate(batch.models):
             rows = order[start : bounds[code]]
@@ -51,7 +56,10 @@ class Monitor:
                 self.last_untracked_model = model
                 continue
             self._touched.add(model)
-            transitions.extend(tracker.update(batch.rows(rows)))
+            step = tracker.begin(batch.rows(rows))
+            if step is not None:
+                steps.append((tracker, step))
+        transitions = _judge_together(steps)
         transitions.sort(key=lambda t: t.source_index)
         return transitions
 
@@ -103,3 +111,36 @@ class Monitor:
             self._snapshots[model] = self._trackers[model].snapshot()
         self._touched.clear()
         return dict(self._snapshots)
+
+
+def _judge_together(steps: list[tuple[ModelTracker, Step]]) -> list[AlertTransition]:
+    """Measure the count windows of all the batch's models together, judge each, then write the windows.
+
+    Models whose windows have the same shape (size and rings: the same
+    policy, as a rule) share one ``FleetMeasure`` per window size.
+    """
+    shapes: dict[tuple[Any, ...], list[int]] = {}
+    for i, (tracker, _step) in enumerate(steps):
+        for size, rings in tracker.windows.items():
+            shapes.setdefault((size, *rings.shape), []).append(i)
+    judged: list[dict[str, Trajectory]] = [{} for _ in steps]
+    measured: list[tuple[FleetMeasure, npt.NDArray[np.float64]]] = []
+    for (size, *_shape), members in shapes.items():
+        outcomes = [steps[i][1].outcomes for i in members]
+        lengths = np.fromiter((len(o) for o in outcomes), dtype=np.intp, count=len(outcomes))
+        starts = np.cumsum(lengths) - lengths
+        together = LabeledOutcomes.concatenate(outcomes)
+        fleet = FleetMeasure([steps[i][0].windows[size] for i in members], starts, lengths)
+        columns = {ring.name: ring.column(together) for ring in fleet.ringsets[0].rings}
+        trajectories = fleet.measure(columns)
+        for k, i in enumerate(members):
+            if size == steps[i][0].policy.judged_window:
+                a, b = int(starts[k]), int(starts[k] + lengths[k])
+                judged[i] = {name: Trajectory(t.total[a:b], t.count[a:b]) for name, t in trajectories.items()}
+        measured.append((fleet, together.event_time))
+    transitions: list[AlertTransition] = []
+    for (tracker, step), trajectories in zip(steps, judged, strict=True):
+        transitions.extend(tracker.judge(step, trajectories))
+    for fleet, event_time in measured:
+        fleet.write(event_time)
+    return transitions

@@ -47,6 +47,18 @@ class LabeledOutcomes:
     def __len__(self) -> int:
         return int(self.correct.shape[0])
 
+    @classmethod
+    def concatenate(cls, parts: list[LabeledOutcomes]) -> LabeledOutcomes:
+        """Several models' outcomes back to back (they must agree on which columns they have)."""
+        if len(parts) == 1:
+            return parts[0]
+
+        def join(name: str) -> Any:
+            arrays = [getattr(part, name) for part in parts]
+            return None if arrays[0] is None else np.concatenate(arrays)
+
+        return cls(*(join(name) for name in cls.__dataclass_fields__))
+
 
 @dataclass(frozen=True, slots=True)
 class Ring:

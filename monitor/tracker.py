@@ -10,6 +10,7 @@ here knows which metric or which decider a rule has.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +29,17 @@ from decaywatch.monitor.schema import ModelRows
 from decaywatch.monitor.snapshot import ModelSnapshot, RuleSnapshot, WindowSnapshot
 from decaywatch.monitor.timewindow import TimeWindow, late_mask, parse_duration
 from decaywatch.monitor.wilson import wilson_bounds
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """A model's part of a batch between ``begin`` and ``judge``."""
+
+    outcomes: LabeledOutcomes
+    learning: int
+    """Leading labeled events the baseline learned from (the degradation rule does not judge them)."""
+    ordinal_before: int
+    """Labeled events of the model before this batch (alert ids count from here)."""
 
 
 class ModelTracker:
@@ -72,7 +84,24 @@ class ModelTracker:
             self.rules = {DEGRADATION: degradation_rule(self.policy, self.baseline.value), **self.rules}
 
     def update(self, rows: ModelRows) -> list[AlertTransition]:
-        """Account for this model's events of one batch, in stream order; returns alert transitions."""
+        """Account for this model's events of one batch, in stream order; returns alert transitions.
+
+        The monitor runs the same three phases for all the models of a batch
+        at once (``begin`` each, the count windows of all together, ``judge`` each).
+        """
+        step = self.begin(rows)
+        if step is None:
+            return []
+        judged = self.windows[self.policy.judged_window].measure(step.outcomes)
+        transitions = self.judge(step, judged)
+        for size, rings in self.windows.items():
+            if size != self.policy.judged_window:
+                rings.measure(step.outcomes)
+            rings.write(step.outcomes.event_time)
+        return transitions
+
+    def begin(self, rows: ModelRows) -> Step | None:
+        """Counters, lateness, event-time windows and baseline learning; the labeled events for the count windows."""
         self.events += int(rows.labeled.shape[0])
         if rows.event_time.size:
             newest = float(rows.event_time.max())
@@ -84,33 +113,33 @@ class ModelTracker:
         for time_window in self.time_windows.values():
             time_window.add(outcomes.correct[on_time], outcomes.event_time[on_time])
         if not len(outcomes):
-            return []
+            return None
         ordinal_before = self.labeled
         self.labeled += len(outcomes)
         self.correct += int(np.count_nonzero(outcomes.correct))
         learning = self.baseline.observe(outcomes.correct, outcomes.event_time)
         self.learn_rules()
-        judged = self.windows[self.policy.judged_window].measure(outcomes)
+        return Step(outcomes, learning, ordinal_before)
+
+    def judge(self, step: Step, judged: dict[str, Trajectory]) -> list[AlertTransition]:
+        """Every rule over the judged window's trajectories (measured, not yet written); returns the transitions."""
+        outcomes = step.outcomes
         series: dict[str, MetricSeries] = {}
         transitions: list[AlertTransition] = []
         for rule in self.rules.values():
             name = rule.metric.name
             if name not in series:
                 series[name] = rule.metric.series(judged, outcomes)
-            skip = learning if rule.after_learning else 0
+            skip = step.learning if rule.after_learning else 0
             seen = _tail(series[name], skip)
             allowed = seen.support >= rule.min_samples
             for judgement in rule.judge.advance(seen, allowed, outcomes.event_time[skip:]):
                 j = judgement.index + skip
                 if judgement.firing:
-                    self.alert_ids[rule.name] = alert_id(self.model, rule.name, ordinal_before + j + 1)
+                    self.alert_ids[rule.name] = alert_id(self.model, rule.name, step.ordinal_before + j + 1)
                 transitions.append(self._transition(rule, judgement, j, judged[CORRECT.name], outcomes))
                 if not judgement.firing:
                     del self.alert_ids[rule.name]
-        for size, rings in self.windows.items():
-            if size != self.policy.judged_window:
-                rings.measure(outcomes)
-            rings.write(outcomes.event_time)
         return transitions
 
     def _outcomes(self, rows: ModelRows) -> LabeledOutcomes:

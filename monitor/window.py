@@ -163,7 +163,7 @@ class CountWindow:
         """Store a batch whose ``trajectory`` was ``(correct, count)``."""
         if not outcomes.shape[0]:
             return
-        self._write(outcomes.astype(self._bits.dtype, copy=False), event_time)
+        self._write(outcomes, event_time)
         self._count = int(count[-1])
         self._correct = int(correct[-1]) if self.columns is None else correct[-1].copy()
 
@@ -194,17 +194,26 @@ class CountWindow:
             result[spill] = self._correct + added[past_old[spill] - 1]
         return result
 
-    def _write(self, bits: npt.NDArray[np.integer], event_time: npt.NDArray[np.float64]) -> None:
+    def _write(self, bits: npt.NDArray[Any], event_time: npt.NDArray[np.float64]) -> None:
         m, size = bits.shape[0], self.size
-        self._ensure_capacity(min(size, self._count + m))
+        if self._count + m > self._bits.shape[0] < size:
+            self._ensure_capacity(min(size, self._count + m))
         if m >= size:
             self._bits[:] = bits[-size:]
             if self._times is not None:
                 self._times[:] = event_time[-size:]
             self._next = 0
             return
-        idx = (self._next + np.arange(m)) % size
-        self._bits[idx] = bits
-        if self._times is not None:
-            self._times[idx] = event_time
-        self._next = int((self._next + m) % size)
+        start, end = self._next, self._next + m
+        if end <= size:  # one slice (always so while the ring fills: it holds 0..count-1)
+            self._bits[start:end] = bits
+            if self._times is not None:
+                self._times[start:end] = event_time
+        else:
+            split = size - start
+            self._bits[start:] = bits[:split]
+            self._bits[: end - size] = bits[split:]
+            if self._times is not None:
+                self._times[start:] = event_time[:split]
+                self._times[: end - size] = event_time[split:]
+        self._next = end % size
