@@ -96,14 +96,35 @@ class PartitionLedger:
     def note(self, placements: Mapping[str, Placement]) -> None:
         """This batch's models, their partition and last offset: a later checkpoint must save them.
 
-        A model whose skip offset the batch passed no longer needs it.
+        A model whose skip offset the batch passed no longer needs it.  A model
+        whose events in the batch were all skipped (a partition re-read from its
+        committed offset after it was handed back) keeps its place: its state
+        still includes events through the skip offset, and a checkpoint must
+        not label it with an older one, or the next owner would count the
+        events in between twice.
+
+        >>> ledger = PartitionLedger()
+        >>> ledger.rebalance([("assigned", {0})])
+        (set(), {0})
+        >>> ledger.note({"a": (0, 900)})
+        >>> ledger.rebalance([("revoked", {0}), ("assigned", {0})])  # handed back: re-read from the committed offset
+        (set(), set())
+        >>> ledger.saved()
+        >>> ledger.note({"a": (0, 499)})  # all skipped
+        >>> ledger.unsaved(), ledger.skip_through("a")
+        ({}, 900)
+        >>> ledger.note({"a": (0, 999)})
+        >>> ledger.unsaved(), ledger.skip_through("a")
+        ({'a': (0, 999)}, None)
         """
         for model, (partition, offset) in placements.items():
-            self._placement[model] = (partition, offset)
             through = self._skip_through.get(model)
-            if through is not None and offset > through:
+            if through is not None:
+                if offset <= through:
+                    continue  # nothing new: the state already holds these events, and its offset stays
                 del self._skip_through[model]
-        self._unsaved.update(placements)
+            self._placement[model] = (partition, offset)
+            self._unsaved[model] = (partition, offset)
 
     def unsaved(self) -> dict[str, Placement]:
         """Models touched since the last checkpoint, with the offset their state will include."""
