@@ -14,16 +14,24 @@ semantics:
 * **Rebalances.**  The eager protocol (``range,roundrobin``, kafka-python's
   default too), so the service's ledger sees "every partition revoked, then
   the new set assigned".  librdkafka runs the callbacks inside ``consume`` on
-  the loop's own thread; they record into the same
+  the loop's own thread and record into the same
   :class:`~decaywatch.consumer.source.RebalanceRecorder` (``on_revoked``
-  still withholds the models at once), then raise :class:`_Moved`, which ends
-  that ``consume`` call and discards what it had gathered before the move.
-  Those messages belong to the old assignment: librdkafka drops them itself
-  only once the partition's version barrier reaches the queue, which may be
-  after the call returned, and one batch must never mix records from before
-  and after a move (a partition handed back restarts at its committed offset,
-  so the same records would be counted twice).  Their positions were never
-  stored: whoever owns the partition next reads them again.
+  still withholds the models at once); the service acts on the moves before
+  it evaluates the batch that ``poll`` returns with them.  What a ``consume``
+  call gathered *before* a revocation belongs to the old assignment, and
+  librdkafka drops it only once the partition's version barrier reaches the
+  queue, which may be after the call returned; a partition handed back
+  restarts at its committed offset, so handing those records over would count
+  them twice.  And the call goes on gathering after the callback (librdkafka
+  ends it only at its size or its timeout), possibly records of the new
+  assignment.  So a call that saw a revocation hands over nothing: it is
+  dropped whole, never stored, and each partition still assigned is sought
+  back to the first offset dropped from it (a partition whose fetch has not
+  started yet starts at its committed offset anyway).  A call that saw only an
+  assignment keeps its records: they are all of the new one.  (Raising from
+  the callback to end the call early does not work: librdkafka goes on
+  gathering and confluent-kafka then discards what it gathered, records of
+  the new assignment included, past their position: they were lost.)
 * **Errors.**  librdkafka reports problems as messages with ``error()`` set
   (skipped; partition EOF silently) and through ``error_cb``: transient ones
   are logged once each, a failed login or a fatal error ends the service with
@@ -62,8 +70,8 @@ log = logging.getLogger(__name__)
 INSTALL_HINT = "pip install 'decaywatch[confluent]'"
 CONSUME_SLICE_S = 0.1
 """Longest single ``consume`` wait.  Under 200 ms: newer confluent-kafka splits longer waits into 200 ms
-chunks and goes on after a callback raised, so only a short wait makes a rebalance end the call at once;
-older ones wait the whole timeout for a full batch, so it also bounds the delay of a trickle."""
+chunks, and older ones wait the whole timeout for a full batch: a short wait bounds the delay of a trickle
+(and keeps the work a revocation discards to one call's worth)."""
 FETCH_QUEUE_BACKOFF_MS = 20
 """How soon librdkafka fetches again once its queue is full (its default, 1 s, starves a fast consumer)."""
 STATISTICS_INTERVAL_MS = 1000
@@ -179,10 +187,6 @@ class ClientHealth:
             raise self.failure
 
 
-class _Moved(Exception):  # noqa: N818 - a signal, not an error: it ends the consume call a rebalance ran in
-    """Raised by the rebalance callbacks to end the ``consume`` call they run in (see the module docstring)."""
-
-
 def consumer_config(
     kafka: Mapping[str, Any], group: str, health: ClientHealth, session_timeout_ms: int | None = None
 ) -> dict[str, Any]:
@@ -268,7 +272,7 @@ class ConfluentEventSource:
         self._max_records = max_records
         self._recorder = recorder
         self._health = health if health is not None else ClientHealth({})
-        self._closing = False
+        self._revoked_in_call = False
         self.assigned_partitions = 0
         """Partitions assigned after the last poll (read by ``/readyz`` from another thread)."""
         self.coordinator_known = False
@@ -296,16 +300,13 @@ class ConfluentEventSource:
         self._consumer.subscribe([self._topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
 
     def _on_assign(self, _consumer: Any, partitions: list[Any]) -> None:
-        if self._recorder is not None:
+        if self._recorder is not None:  # confluent-kafka assigns after the callback (it does when a callback did not)
             self._recorder.assigned({tp.partition for tp in partitions})
-        if not self._closing:
-            raise _Moved  # confluent-kafka still assigns (it does when a callback did not) and re-raises from consume
 
     def _on_revoke(self, _consumer: Any, partitions: list[Any]) -> None:
+        self._revoked_in_call = True
         if self._recorder is not None:
             self._recorder.revoked({tp.partition for tp in partitions})
-        if not self._closing:
-            raise _Moved
 
     def rebalances(self) -> list[tuple[str, set[int]]]:
         return self._recorder.drain() if self._recorder is not None else []
@@ -336,16 +337,36 @@ class ConfluentEventSource:
         )
 
     def _consume(self, timeout_s: float) -> list[Any]:
-        """Up to ``max_records`` messages, waiting at most ``timeout_s``; none when the call saw a rebalance."""
+        """Up to ``max_records`` messages, waiting at most ``timeout_s``; none from a call that saw a revocation."""
         deadline = time.monotonic() + timeout_s
         while True:
             wait = min(CONSUME_SLICE_S, max(0.0, deadline - time.monotonic()))
-            try:
-                messages: list[Any] = self._consumer.consume(num_messages=self._max_records, timeout=wait)
-            except _Moved:
+            self._revoked_in_call = False
+            messages: list[Any] = self._consumer.consume(num_messages=self._max_records, timeout=wait)
+            if self._revoked_in_call:
+                self._rewind(messages)
                 return []  # the service acts on the move before the next poll
             if messages or time.monotonic() >= deadline:
                 return messages
+
+    def _rewind(self, dropped: list[Any]) -> None:
+        """Seek each partition still assigned back to the first offset dropped from it (see the module docstring)."""
+        from confluent_kafka import KafkaException, TopicPartition
+
+        first: dict[int, int] = {}  # the lowest: a partition handed back restarts below what was gathered before the move
+        for message in dropped:
+            if message.error() is None:
+                partition, offset = message.partition(), message.offset()
+                first[partition] = min(offset, first.get(partition, offset))
+        for tp in self._consumer.assignment():
+            if tp.partition not in first:
+                continue
+            try:
+                self._consumer.seek(TopicPartition(self._topic, tp.partition, first[tp.partition]))
+            except KafkaException as error:  # its fetch has not started: it will start at the committed offset
+                log.debug("partition %d not sought back after a rebalance: %s", tp.partition, error)
+        if dropped:
+            log.debug("dropped %d message(s) gathered across a rebalance; partitions rewound: %s", len(dropped), first)
 
     def _report_errors(self, messages: list[Any]) -> None:
         from confluent_kafka import KafkaError
@@ -397,7 +418,6 @@ class ConfluentEventSource:
         return lags
 
     def close(self) -> None:
-        self._closing = True  # the revoke callback of leaving the group must not raise
         self._consumer.close()
 
 

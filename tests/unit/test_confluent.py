@@ -253,7 +253,12 @@ class FakeMessage:
 
 @dataclass
 class FakeConsumer:
-    """Hands out prepared ``consume`` results; a ``("assign", {...})`` or ``("revoke", {...})`` step runs that callback."""
+    """Hands out prepared ``consume`` results, one list per call.
+
+    An ``("assign", {...})`` or ``("revoke", {...})`` item in a call's list runs
+    that callback at that point of the call, which goes on gathering the
+    items after it, as librdkafka's does.
+    """
 
     steps: list[Any] = field(default_factory=list)
     assigned: set[int] = field(default_factory=set)
@@ -262,6 +267,7 @@ class FakeConsumer:
     commit_error: KafkaError | None = None
     callbacks: dict[str, Any] = field(default_factory=dict)
     closed: bool = False
+    sought: dict[int, int] = field(default_factory=dict)
 
     def subscribe(self, topics: list[str], on_assign: Any = None, on_revoke: Any = None) -> None:
         self.callbacks = {"assign": on_assign, "revoke": on_revoke}
@@ -269,14 +275,20 @@ class FakeConsumer:
     def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Any]:
         if not self.steps:
             return []
-        step = self.steps.pop(0)
-        if isinstance(step, tuple):  # a rebalance: the client moves the partitions, then the callback runs
-            kind, partitions = step
-            self.assigned = set(partitions) if kind == "assign" else set()
-            self.callbacks[kind](self, [TopicPartition("predictions", p) for p in sorted(partitions)])
-            return []
-        assert len(step) <= num_messages
-        return list(step)
+        gathered = []
+        for item in self.steps.pop(0):
+            if isinstance(item, tuple):  # a rebalance: the callback runs, then the client moves the partitions
+                kind, partitions = item
+                self.callbacks[kind](self, [TopicPartition("predictions", p) for p in sorted(partitions)])
+                self.assigned = set(partitions) if kind == "assign" else set()
+            else:
+                gathered.append(item)
+        assert len(gathered) <= num_messages
+        return gathered
+
+    def seek(self, partition: TopicPartition) -> None:
+        assert partition.partition in self.assigned
+        self.sought[partition.partition] = partition.offset
 
     def assignment(self) -> list[TopicPartition]:
         return [TopicPartition("predictions", p) for p in sorted(self.assigned)]
@@ -375,20 +387,44 @@ def test_a_fatal_message_error_ends_the_service() -> None:
         source_over(FakeConsumer([[fatal]])).poll(0.0)
 
 
-def test_a_rebalance_ends_the_poll_and_is_recorded_in_order() -> None:
+def test_moves_are_recorded_in_order_and_the_revoked_partitions_models_withheld_at_once() -> None:
     withheld: list[set[int]] = []
     recorder = RebalanceRecorder(on_revoked=withheld.append)
-    consumer = FakeConsumer([("assign", {0, 1}), [FakeMessage(b"a", 0, 0)], ("revoke", {0, 1}), ("assign", {1})])
+    consumer = FakeConsumer([[("assign", {0, 1}), FakeMessage(b"a", 0, 0)], [("revoke", {0, 1})], [("assign", {1})]])
     source = source_over(consumer, recorder)
-    assert source.poll(0.0) is None and source.assigned_partitions == 2
+    batch = source.poll(0.0)  # records after an assignment are all of it: handed over, after the move
+    assert batch is not None and batch.values == [b"a"] and source.assigned_partitions == 2
     assert source.rebalances() == [("assigned", {0, 1})]
-    assert source.poll(0.0) is not None
-    assert source.poll(0.0) is None  # the revoke ended the call: nothing gathered before it is handed over
+    assert source.poll(0.0) is None
     assert withheld == [{0, 1}]  # told at once, before the loop drains the queue
     assert source.poll(0.0) is None and source.assigned_partitions == 1
     assert source.rebalances() == [("revoked", {0, 1}), ("assigned", {1})]
-    source.close()  # leaving the group runs the revoke callback, which must not raise now
+    source.close()  # leaving the group runs the revoke callback
     assert consumer.closed and source.rebalances() == [("revoked", {1})]
+
+
+def test_a_call_that_saw_a_revocation_hands_over_nothing_and_rewinds_what_it_dropped() -> None:
+    """Records gathered before the revocation are the old assignment's; after a new assignment they are read again."""
+    consumer = FakeConsumer(
+        [
+            [("assign", {0, 1}), FakeMessage(b"a", 0, 10)],
+            [
+                FakeMessage(b"old", 0, 11),
+                FakeMessage(b"old", 1, 5),
+                ("revoke", {0, 1}),
+                ("assign", {0}),
+                FakeMessage(b"new", 0, 8),
+            ],
+            [FakeMessage(b"again", 0, 8)],
+        ]
+    )
+    source = source_over(consumer, RebalanceRecorder())
+    assert source.poll(0.0) is not None and consumer.stored == {0: 11}
+    assert source.poll(0.0) is None and consumer.stored == {0: 11}  # nothing of the mixed call is stored
+    assert consumer.sought == {0: 8}  # partition 0 (still ours) reads from the first offset dropped; 1 is not ours
+    assert source.rebalances() == [("assigned", {0, 1}), ("revoked", {0, 1}), ("assigned", {0})]
+    batch = source.poll(0.0)
+    assert batch is not None and batch.values == [b"again"]
 
 
 def test_poll_waits_in_short_slices_until_its_timeout() -> None:
