@@ -72,6 +72,7 @@ def run_until_consumed(runtime: MonitorRuntime, total: int, timeout: float = 120
         return service.totals.messages >= total
 
     wait_until(consumed, timeout=timeout, interval=0.0, message=f"monitor did not consume {total} messages")
+    service.step(timeout_s=0.2)  # an idle poll: /metrics gets the last snapshot (exports are throttled while input flows)
 
 
 def last_window_accuracy(stream: SyntheticStream, size: int) -> float:
@@ -79,7 +80,7 @@ def last_window_accuracy(stream: SyntheticStream, size: int) -> float:
     return float(np.mean(correct[-size:]))
 
 
-def test_lesson_scenario_through_kafka(kafka_bootstrap: str, topic_factory: TopicFactory) -> None:
+def test_lesson_scenario_through_kafka(kafka_bootstrap: str, topic_factory: TopicFactory, kafka_client: str) -> None:
     topic, alerts_topic, dlq = topic_factory(partitions=2), topic_factory(), topic_factory()
     specs = parse_models("churn-model=lesson,fraud-model=stable")
     streams = generate_all(specs, seed=7, count=parse_models("x=lesson")[0].scenario.default_count)
@@ -87,7 +88,9 @@ def test_lesson_scenario_through_kafka(kafka_bootstrap: str, topic_factory: Topi
     total = produce(kafka_bootstrap, topic, encode_records(streams, interleave(streams))).total
     assert total == sum(len(s) for s in streams)
 
-    settings = local_settings(kafka_bootstrap, topic, alerts_topic, dlq, "lesson", config=MonitorConfig(LESSON))
+    settings = local_settings(
+        kafka_bootstrap, topic, alerts_topic, dlq, "lesson", config=MonitorConfig(LESSON), kafka_client=kafka_client
+    )
     with MonitorRuntime(settings) as runtime:
         run_until_consumed(runtime, total)
         metrics = scrape(runtime.http.url())
@@ -130,7 +133,9 @@ def test_lesson_scenario_through_kafka(kafka_bootstrap: str, topic_factory: Topi
     assert crossing - 2 * week <= fired_ts <= crossing + 2 * week, (fired, manifest["models"]["churn-model"]["first_below"])
 
 
-def test_malformed_messages_reach_the_dead_letter_topic(kafka_bootstrap: str, topic_factory: TopicFactory) -> None:
+def test_malformed_messages_reach_the_dead_letter_topic(
+    kafka_bootstrap: str, topic_factory: TopicFactory, kafka_client: str
+) -> None:
     topic, alerts_topic, dlq = topic_factory(), topic_factory(), topic_factory()
     good = [orjson.dumps({"model": "m", "prediction": 1, "label": i % 2}) for i in range(300)]
     bad = [b"{broken", b'{"model": "m", "pred": 1}', b'{"model": "m", "prediction": 1, "label": "1"}', b"[]"]
@@ -138,7 +143,7 @@ def test_malformed_messages_reach_the_dead_letter_topic(kafka_bootstrap: str, to
     for i, value in enumerate(bad):
         values.insert(50 + 60 * i, value)
     total = produce(kafka_bootstrap, topic, ((b"m", v) for v in values)).total
-    settings = local_settings(kafka_bootstrap, topic, alerts_topic, dlq, "dlq", batch_size=97)
+    settings = local_settings(kafka_bootstrap, topic, alerts_topic, dlq, "dlq", batch_size=97, kafka_client=kafka_client)
     with MonitorRuntime(settings) as runtime:
         run_until_consumed(runtime, total)
         metrics = scrape(runtime.http.url())
@@ -161,13 +166,15 @@ def test_malformed_messages_reach_the_dead_letter_topic(kafka_bootstrap: str, to
         assert values[offset] == record.value
 
 
-def monitor_process(bootstrap: str, topic: str, group: str, tmp: Path) -> tuple[subprocess.Popen[str], str]:
+def monitor_process(
+    bootstrap: str, topic: str, group: str, tmp: Path, kafka_client: str = "kafka-python"
+) -> tuple[subprocess.Popen[str], str]:
     command = [
         sys.executable, "-m", "decaywatch", "monitor",
         "--bootstrap-servers", bootstrap, "--topic", topic, "--group", group,
         "--alerts-topic", f"{topic}-alerts", "--dead-letter-topic", f"{topic}-dlq",
         "--metrics-port", "0", "--metrics-addr", "127.0.0.1", "--batch-size", "500",
-        "--baseline", "0.85",
+        "--baseline", "0.85", "--kafka-client", kafka_client,
     ]  # fmt: skip
     with open(tmp / f"monitor-{group}-{len(list(tmp.iterdir()))}.log", "w+") as stderr:  # the child keeps its own copy
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True, env={**os.environ})
@@ -187,7 +194,9 @@ def stop_and_count(process: subprocess.Popen[str], log_dir: Path) -> int:
     return int(counts[-1][1])
 
 
-def test_clean_restart_resumes_from_committed_offsets(kafka_bootstrap: str, topic_factory: TopicFactory, tmp_path: Path) -> None:
+def test_clean_restart_resumes_from_committed_offsets(
+    kafka_bootstrap: str, topic_factory: TopicFactory, tmp_path: Path, kafka_client: str
+) -> None:
     topic = topic_factory(partitions=2)
     specs = parse_models("a=stable,b=sudden")
     streams = generate_all(specs, seed=3, count=30000)
@@ -197,12 +206,12 @@ def test_clean_restart_resumes_from_committed_offsets(kafka_bootstrap: str, topi
     def events_counted(url: str) -> float:
         return sum(v for (name, _), v in scrape(url).items() if name == "decaywatch_events_total")
 
-    first, url = monitor_process(kafka_bootstrap, topic, group, tmp_path)
+    first, url = monitor_process(kafka_bootstrap, topic, group, tmp_path, kafka_client)
     wait_until(lambda: events_counted(url) >= 5000, timeout=60, message="first monitor made no progress")
     before = stop_and_count(first, tmp_path)
     assert 5000 <= before < total, "the stop was not mid-stream"
 
-    second, url = monitor_process(kafka_bootstrap, topic, group, tmp_path)
+    second, url = monitor_process(kafka_bootstrap, topic, group, tmp_path, kafka_client)
     # the restarted monitor restores each model's state from the changelog, so what it exports covers
     # the whole stream, while it processes only what the first did not commit: no loss, no double count
     wait_until(lambda: events_counted(url) == total, timeout=60, message="second monitor did not catch up")

@@ -97,12 +97,12 @@ def compared(found: dict[SampleKey, float]) -> dict[SampleKey, float]:
 
 
 class MonitorProcess:
-    def __init__(self, bootstrap: str, topic: str, group: str, log: Path) -> None:
+    def __init__(self, bootstrap: str, topic: str, group: str, log: Path, kafka_client: str) -> None:
         command = [
             sys.executable, "-m", "decaywatch", "monitor", "--bootstrap-servers", bootstrap, "--topic", topic,
             "--group", group, "--alerts-topic", f"{topic}-alerts", "--dead-letter-topic", f"{topic}-dlq",
             "--metrics-port", "0", "--metrics-addr", "127.0.0.1", "--batch-size", "500", "--session-timeout-ms", "6000",
-            "--baseline", "0.85", "--windows", "500,2000",
+            "--baseline", "0.85", "--windows", "500,2000", "--kafka-client", kafka_client,
         ]  # fmt: skip
         self.log = log
         with open(log, "w") as stderr:  # the child keeps its own copy of the descriptor
@@ -148,19 +148,19 @@ def describe(monitors: list[MonitorProcess], reference: Reference) -> str:
 
 @pytest.mark.timeout(600)
 def test_state_moves_with_partitions_through_a_kill_and_a_new_member(
-    kafka_bootstrap: str, topic_factory: TopicFactory, tmp_path: Path
+    kafka_bootstrap: str, topic_factory: TopicFactory, tmp_path: Path, kafka_client: str
 ) -> None:
     topic = topic_factory(partitions=6)
     group = unique_name("scale")
     reference = Reference()
-    monitors = [MonitorProcess(kafka_bootstrap, topic, group, tmp_path / f"monitor-{i}.log") for i in range(3)]
+    monitors = [MonitorProcess(kafka_bootstrap, topic, group, tmp_path / f"monitor-{i}.log", kafka_client) for i in range(3)]
     try:
         for phase, per_model in ((0, 1500), (1, 1000), (2, 1000)):
             if phase == 1:
                 monitors[0].stop(signal.SIGKILL)  # a crash: no clean shutdown, no final commit
                 monitors = monitors[1:]
             if phase == 2:
-                monitors.append(MonitorProcess(kafka_bootstrap, topic, group, tmp_path / "monitor-new.log"))
+                monitors.append(MonitorProcess(kafka_bootstrap, topic, group, tmp_path / "monitor-new.log", kafka_client))
             batch = events_for(phase, per_model)
             produce(kafka_bootstrap, topic, round_robin(batch))
             reference.feed(batch)
