@@ -79,7 +79,9 @@ def events_counted(metrics_url: str) -> float:
     return sum(value for (name, _), value in scrape(metrics_url).items() if name == "decaywatch_events_total")
 
 
-def test_right_password_produces_and_monitors_without_showing_it(sasl_broker: BrokerInfo, tmp_path: Path) -> None:
+def test_right_password_produces_and_monitors_without_showing_it(
+    sasl_broker: BrokerInfo, tmp_path: Path, kafka_client: str
+) -> None:
     bootstrap = sasl_broker.sasl_bootstrap_servers
     assert bootstrap is not None
     topic = unique_name("sasl-ok")
@@ -95,7 +97,7 @@ def test_right_password_produces_and_monitors_without_showing_it(sasl_broker: Br
     out, err = tmp_path / "monitor.out", tmp_path / "monitor.err"
     with open(out, "w") as stdout, open(err, "w") as stderr:
         monitor = subprocess.Popen(
-            decaywatch(*monitor_flags(bootstrap, topic), *login_flags("SCRAM-SHA-256", PASSWORD)),
+            decaywatch(*monitor_flags(bootstrap, topic), *login_flags("SCRAM-SHA-256", PASSWORD), "--kafka-client", kafka_client),
             stdout=stdout, stderr=stderr, text=True, env=clean_env(),
         )  # fmt: skip
     try:
@@ -125,7 +127,9 @@ class Finished:
 
 @pytest.fixture(scope="module")
 def wrong_password_runs(sasl_broker: BrokerInfo) -> Mapping[str, Finished]:
-    """Three processes with a wrong password, run side by side: monitor with flags, with the environment, produce."""
+    """Four processes with a wrong password, run side by side: monitor with flags, with the environment, produce,
+    and the monitor on librdkafka without a state topic (so librdkafka, not kafka-python's topic set-up, meets the
+    refusal)."""
     bootstrap = sasl_broker.sasl_bootstrap_servers
     assert bootstrap is not None
     topic = unique_name("sasl-wrong")
@@ -141,6 +145,8 @@ def wrong_password_runs(sasl_broker: BrokerInfo) -> Mapping[str, Finished]:
                         clean_env(**by_env)),
         "produce-env": (decaywatch("produce", "--topic", topic, "--models", "m=stable", "--count", "5"),
                         clean_env(**by_env)),
+        "monitor-confluent": (decaywatch(*monitor_flags(bootstrap, topic), *login_flags("SCRAM-SHA-256", WRONG_PASSWORD),
+                                         "--kafka-client", "confluent", "--no-state"), clean_env()),
     }  # fmt: skip
     began = time.monotonic()
     processes = {
@@ -185,3 +191,17 @@ def test_wrong_password_in_the_environment_stops_the_monitor_with_one_line(
 
 def test_wrong_password_stops_produce_with_one_line(wrong_password_runs: Mapping[str, Finished]) -> None:
     assert_one_line_login_failure(wrong_password_runs["produce-env"], "produce", "SCRAM-SHA-512")
+
+
+def test_wrong_password_stops_the_monitor_on_librdkafka_at_once_with_the_same_last_line(
+    wrong_password_runs: Mapping[str, Finished],
+) -> None:
+    """librdkafka reports the refusal at once (kafka-python only after its 30 s bootstrap timeout); its own log
+    lines about the refusal come before the command's line, which ends the output."""
+    run = wrong_password_runs["monitor-confluent"]
+    assert run.code == 1, run.stderr
+    last = run.stderr.splitlines()[-1]
+    assert last.startswith("decaywatch monitor: Kafka authentication failed for user 'alice' (SCRAM-SHA-256)"), run.stderr
+    assert "invalid credentials" in last and "Traceback" not in run.stderr
+    assert WRONG_PASSWORD not in run.stdout + run.stderr and PASSWORD not in run.stdout + run.stderr
+    assert run.seconds < FAILURE_DEADLINE
