@@ -168,7 +168,8 @@ class ClientHealth:
             return
         if error.code() == KafkaError._ALL_BROKERS_DOWN:
             self.coordinator_known = False
-        self.warn(f"Kafka client: {text}")
+        if self.failure is None:  # after a refused login the rest is its echo: the failure is the one line
+            self.warn(f"Kafka client: {text}")
 
     def on_stats(self, stats: str) -> None:
         """librdkafka's statistics: the consumer group is usable when its state is ``up``."""
@@ -185,6 +186,27 @@ class ClientHealth:
     def raise_failure(self) -> None:
         if self.failure is not None:
             raise self.failure
+
+
+class LibrdkafkaLog:
+    """Where librdkafka's log lines go (its ``logger`` setting): the ``confluent_kafka`` logger, less the doubles.
+
+    librdkafka reports every failed connection twice: as a log line (facility
+    ``FAIL``, one per attempt, about 20 a second while a broker is down) and
+    through ``error_cb``, which :class:`ClientHealth` logs once per distinct
+    error.  The ``FAIL`` lines are dropped; everything else is passed on.
+
+    >>> import logging
+    >>> LibrdkafkaLog().log(logging.ERROR, "%s [%s] %s", "FAIL", "rdkafka#consumer-1", "Connect to ... failed")
+    """
+
+    def __init__(self, name: str = "confluent_kafka") -> None:
+        self._logger = logging.getLogger(name)
+
+    def log(self, level: int, message: str, *args: Any) -> None:
+        if args and args[0] == "FAIL":
+            return
+        self._logger.log(level, message, *args)
 
 
 def consumer_config(
@@ -212,7 +234,7 @@ def consumer_config(
         "statistics.interval.ms": STATISTICS_INTERVAL_MS,
         "error_cb": health.on_error,
         "stats_cb": health.on_stats,
-        "logger": logging.getLogger("confluent_kafka"),
+        "logger": LibrdkafkaLog(),
     }
     if session_timeout_ms is not None:
         config["session.timeout.ms"] = session_timeout_ms
@@ -245,7 +267,7 @@ def producer_config(kafka: Mapping[str, Any], health: ClientHealth | None = None
         "linger.ms": 5,
         "message.max.bytes": MAX_MESSAGE_BYTES,
         "message.timeout.ms": 120_000,
-        "logger": logging.getLogger("confluent_kafka"),
+        "logger": LibrdkafkaLog(),
     }
     if health is not None:
         config["error_cb"] = health.on_error

@@ -4,6 +4,7 @@ The test runs a broker of its own (stopping the session's would break other
 tests). The producer keeps sending through the outage (kafka-python buffers
 and retries), the monitor keeps polling; ``/readyz`` reports the outage and
 the recovery; afterwards the counters equal the producer's truth exactly.
+The monitor runs on each client (``kafka_client``).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def counters(base: str) -> dict[tuple[str, str], float]:
 
 
 @pytest.mark.timeout(400)
-def test_monitor_and_producer_ride_out_a_broker_outage(tmp_path: Path) -> None:
+def test_monitor_and_producer_ride_out_a_broker_outage(tmp_path: Path, kafka_client: str) -> None:
     broker, info = start_test_broker(tmp_path / "broker")
     bootstrap = info.bootstrap_servers
     monitor = None
@@ -62,7 +63,8 @@ def test_monitor_and_producer_ride_out_a_broker_outage(tmp_path: Path) -> None:
         with open(tmp_path / "monitor.log", "w") as log:  # the monitor writes to its own copy of the descriptor
             monitor = subprocess.Popen(
                 [sys.executable, "-m", "decaywatch", "monitor", "--bootstrap-servers", bootstrap, "--metrics-port", "0",
-                 "--metrics-addr", "127.0.0.1", "--baseline", "0.85", "--checkpoint-interval", "1"],
+                 "--metrics-addr", "127.0.0.1", "--baseline", "0.85", "--checkpoint-interval", "1",
+                 "--kafka-client", kafka_client],
                 stdout=subprocess.PIPE, stderr=log, text=True,
             )  # fmt: skip
         assert monitor.stdout is not None
