@@ -27,7 +27,7 @@ from kafka.errors import TopicAlreadyExistsError
 from decaywatch.consumer.metrics import ServiceMetrics
 from decaywatch.consumer.service import MonitorService
 from decaywatch.consumer.sinks import KafkaAlertSink, KafkaDeadLetterSink
-from decaywatch.consumer.source import KafkaEventSource
+from decaywatch.consumer.source import EventSource, KafkaEventSource
 from decaywatch.monitor.config import ModelPolicy, MonitorConfig
 from decaywatch.monitor.engine import Monitor
 from tests.helpers import unique_name, wait_until
@@ -48,6 +48,13 @@ OUTPUT_PRODUCER: dict[str, Any] = {
     "retry_backoff_ms": 100,
 }
 """The output producer the runtime should build (the timeouts only shortened for the test)."""
+CONFLUENT_TIMEOUTS: dict[str, Any] = {
+    "message.timeout.ms": 3000,  # as delivery_timeout_ms above
+    "request.timeout.ms": 1000,
+    "retry.backoff.ms": 100,
+    "allow.auto.create.topics": False,  # the test broker creates topics on request: the deleted topic must stay gone
+}
+"""The same shortening for the librdkafka producer the runtime builds (``consumer.confluent.producer_config``)."""
 
 
 def prediction(model: str, correct: bool) -> tuple[bytes, bytes]:
@@ -57,18 +64,29 @@ def prediction(model: str, correct: bool) -> tuple[bytes, bytes]:
 class Harness:
     """Feeds the predictions topic and steps the service; remembers each model's published transitions."""
 
-    def __init__(self, bootstrap: str, topic: str, alerts_topic: str, dlq: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, alerts_topic: str, dlq: str, kafka_client: str = "kafka-python") -> None:
         self.topic, self.alerts_topic, self.dlq = topic, alerts_topic, dlq
         self.produced = 0
         self.events = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
-        self.output = KafkaProducer(bootstrap_servers=bootstrap, **OUTPUT_PRODUCER)
-        # kafka-python 3.0.12 does not hand allow_auto_create_topics to its metadata client, and the test broker
-        # creates topics on request: without this the producer's next metadata request would bring the topic back.
-        assert "allow_auto_create_topics" in self.output._metadata.config
-        self.output._metadata.config["allow_auto_create_topics"] = False
+        kafka = {"bootstrap_servers": [bootstrap]}
+        self.output: Any  # a kafka-python KafkaProducer or the librdkafka adapter: the sinks' Sender either way
+        self.source: EventSource
+        if kafka_client == "confluent":
+            from confluent_kafka import Producer
+
+            from decaywatch.consumer.confluent import ConfluentEventSource, ConfluentSender, producer_config
+
+            self.output = ConfluentSender(Producer({**producer_config(kafka), **CONFLUENT_TIMEOUTS}))
+            self.source = ConfluentEventSource.connect(topic, unique_name("output-order"), 500, kafka)
+        else:
+            self.output = KafkaProducer(bootstrap_servers=bootstrap, **OUTPUT_PRODUCER)
+            # kafka-python 3.0.12 does not hand allow_auto_create_topics to its metadata client, and the test broker
+            # creates topics on request: without this the producer's next metadata request would bring the topic back.
+            assert "allow_auto_create_topics" in self.output._metadata.config
+            self.output._metadata.config["allow_auto_create_topics"] = False
+            self.source = KafkaEventSource.connect(topic, unique_name("output-order"), 500, kafka)
         self.alerts = KafkaAlertSink(self.output, alerts_topic)
         self.dead_letters = KafkaDeadLetterSink(self.output, dlq)
-        self.source = KafkaEventSource.connect(topic, unique_name("output-order"), 500, {"bootstrap_servers": [bootstrap]})
         self.published: dict[str, list[tuple[str, str]]] = defaultdict(list)
         self.slowest_step_s = 0.0
         self.service = MonitorService(
@@ -115,8 +133,14 @@ class Harness:
 
 
 @pytest.fixture
-def harness(kafka_bootstrap: str, topic_factory: Callable[..., str]) -> Iterator[Harness]:
-    h = Harness(kafka_bootstrap, topic_factory(), topic_factory(partitions=2, prefix="alerts"), topic_factory(prefix="dlq"))
+def harness(kafka_bootstrap: str, topic_factory: Callable[..., str], kafka_client: str) -> Iterator[Harness]:
+    h = Harness(
+        kafka_bootstrap,
+        topic_factory(),
+        topic_factory(partitions=2, prefix="alerts"),
+        topic_factory(prefix="dlq"),
+        kafka_client,
+    )
     try:
         yield h
     finally:
