@@ -251,7 +251,9 @@ def producer_config(kafka: Mapping[str, Any], health: ClientHealth | None = None
     off, as for kafka-python, though librdkafka has not kafka-python 3.0.12's
     defect (an idempotent producer whose retried batch expires is wedged for
     good): librdkafka bumps the producer epoch after a timed-out message and
-    goes on.  But that bump also lets later messages through while the
+    goes on (checked: ``tests/integration/test_output_order.py``, the alerts
+    topic deleted under retried batches and created again, passes on
+    librdkafka with ``enable.idempotence`` on as well).  But that bump also lets later messages through while the
     expired one waits to be sent again, which is the gap the sinks already
     close; with one request in flight there is nothing left for idempotence
     to add but broker-side deduplication of retries, and the outputs are at
