@@ -2,21 +2,29 @@
 
 Served from a daemon thread pool, so a slow or stuck scrape never holds up
 consumption (the scrape reads an immutable snapshot; it takes no lock the
-consumer needs).
+consumer needs).  ``/metrics`` is written by ``metrics.exposition`` from text
+kept per model, negotiating the format as prometheus-client's own handler does
+(OpenMetrics when the ``Accept`` header asks for it, gzip when accepted);
+``name[]``-filtered scrapes and methods other than GET go to that handler.
 """
 
 from __future__ import annotations
 
+import gzip
 import ssl
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from socketserver import ThreadingMixIn
 from typing import Any
+from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import orjson
 from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client.exposition import gzip_accepted
+
+from decaywatch.consumer.metrics import exposition
 
 Readiness = Callable[[], tuple[bool, str]]
 StartResponse = Callable[..., Any]
@@ -35,15 +43,15 @@ class HttpEndpoints:
     """A WSGI application routing the four paths."""
 
     def __init__(self, registry: CollectorRegistry, readiness: Readiness, models: Callable[[], Any]) -> None:
-        self._metrics = make_wsgi_app(registry)
+        self._registry = registry
+        self._library_metrics = make_wsgi_app(registry)
         self._readiness = readiness
         self._models = models
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
         if path == "/metrics":
-            page: Iterable[bytes] = self._metrics(environ, start_response)  # prometheus-client's WSGI app is untyped
-            return page
+            return self._scrape(environ, start_response)
         if path == "/healthz":
             return _text(start_response, "200 OK", "ok\n")
         if path == "/readyz":
@@ -54,6 +62,25 @@ class HttpEndpoints:
             start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
             return [body]
         return _text(start_response, "404 Not Found", "not found: try /metrics, /healthz, /readyz or /models\n")
+
+    def _scrape(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """``/metrics``: the page from kept per-model text, compressed for speed rather than size.
+
+        gzip at level 1 takes a few milliseconds for a 1,000-model page where
+        prometheus-client's level 9 takes over 100 ms, for about a third more
+        bytes (~250 KB every 15 s).
+        """
+        if environ.get("REQUEST_METHOD", "GET") != "GET" or "name[]" in parse_qs(environ.get("QUERY_STRING", "")):
+            page: Iterable[bytes] = self._library_metrics(environ, start_response)  # prometheus-client's WSGI app is untyped
+            return page
+        body, content_type = exposition(self._registry, environ.get("HTTP_ACCEPT"))
+        headers = [("Content-Type", content_type)]
+        if gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING") or ""):
+            body = gzip.compress(body, compresslevel=1)
+            headers.append(("Content-Encoding", "gzip"))
+        headers.append(("Content-Length", str(len(body))))
+        start_response("200 OK", headers)
+        return [body]
 
 
 def _text(start_response: StartResponse, status: str, body: str) -> list[bytes]:

@@ -1,37 +1,399 @@
-"""Prometheus metrics: the exporter owns its registry and reads the monitor's latest snapshot at scrape time.
+"""Prometheus metrics: the exporter owns its registry and renders per-model series from the monitor's latest snapshot.
 
-Per-model series are generated from the snapshot on every scrape (a custom
-collector, as in Prometheus' guide to writing exporters), so a model that is no
-longer tracked simply stops appearing: no stale series to clean up.  Service
-counters that are not per model are ordinary prometheus-client metrics in the
-same registry.
+Per-model series come from the snapshot the service publishes after each batch
+(a custom collector, as in Prometheus' guide to writing exporters), so a model
+that is no longer tracked simply stops appearing: no stale series to clean up.
+Service counters that are not per model are ordinary prometheus-client metrics
+in the same registry.
+
+Scrapes stay cheap at fleet scale.  Building a ``Sample`` for each of the ~50
+series of 1,000 models and formatting them through prometheus-client took most
+of a second per scrape, holding the interpreter while the consumer waited.
+Snapshots are immutable and the monitor re-snapshots only the models a batch
+touched, so each model's exposition lines are rendered once per snapshot, kept
+as text, and a scrape joins the kept text family by family (``exposition``;
+each family's ``HELP``/``TYPE`` once, its series together, as Prometheus
+requires).  The rendering happens lazily in the scrape's thread: ``publish``,
+which the consumer calls every batch, only swaps references.  The same rows
+(``_rows``) feed ordinary ``Sample`` objects, built only when something asks for
+them (``get_sample_value``, a ``name[]``-filtered scrape), so both paths export
+the same series.
 
 Names follow Prometheus conventions: base units, ``_ratio`` for 0..1 values,
 ``_total`` for counters, and a counter for each side of the accuracy ratio
 (``correct_predictions_total`` / ``labeled_events_total``) so PromQL can compute
 accuracy over any range it likes.
+
+Series that neither the Grafana dashboard nor the alert and recording rules use,
+and that repeat or merely diagnose, are opt-in (``detailed=True``): the late
+events counter, and ``decaywatch_rule_firing`` for the degradation and floor
+rules, which ``decaywatch_degraded`` and ``decaywatch_below_floor`` already
+carry (the series of metric rules such as a recall rule stay, as it is their
+only way into Prometheus).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from types import MappingProxyType
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
 
 from decaywatch.monitor.schema import Reason
 from decaywatch.monitor.snapshot import ModelSnapshot
 
+Encoder = Callable[[Collector], bytes]
+"""One of prometheus-client's exposition writers, as ``choose_encoder`` picks it for an ``Accept`` header."""
 
-class SnapshotCollector(Collector):
-    """Renders per-model metrics from the most recent snapshot handed to ``publish``."""
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Family:
+    """One per-model metric family: every series carries ``model`` and at most one more label.
+
+    Compared and hashed by identity (``eq=False``): the render loop looks a family up for every line, and a
+    dataclass's generated hash would rehash all five fields each time.
+    """
+
+    name: str
+    documentation: str
+    type: str
+    sample: str
+    """The series name as exposed (a counter's ``_total``)."""
+    label: str | None = None
+    """The label beside ``model`` (``window``, ``rule`` or ``status``); it sorts after ``model``, as the writers order labels."""
+
+
+def _gauge(name: str, documentation: str, label: str | None = None) -> _Family:
+    return _Family(name, documentation, "gauge", name, label)
+
+
+def _counter(name: str, documentation: str, label: str | None = None) -> _Family:
+    return _Family(name, documentation, "counter", f"{name}_total", label)
+
+
+ACCURACY = _gauge("decaywatch_accuracy_ratio", "Rolling accuracy over the last N labeled events.", "window")
+LOWER_BOUND = _gauge(
+    "decaywatch_accuracy_lower_bound_ratio", "Lower bound of the 95% Wilson interval of the window's accuracy.", "window"
+)
+UPPER_BOUND = _gauge(
+    "decaywatch_accuracy_upper_bound_ratio", "Upper bound of the 95% Wilson interval of the window's accuracy.", "window"
+)
+EVIDENCE = _gauge(
+    "decaywatch_rule_evidence",
+    "The sequential rule's running evidence (log-likelihood ratio) for a fall, or while firing for a recovery.",
+    "rule",
+)
+EVIDENCE_NEEDED = _gauge("decaywatch_rule_evidence_threshold", "Evidence the sequential rule needs to fire or resolve.", "rule")
+RULE_FIRING = _gauge("decaywatch_rule_firing", "1 while the rule's alert is firing for the model, else 0.", "rule")
+DROP = _gauge("decaywatch_accuracy_drop_ratio", "Baseline accuracy minus rolling accuracy.", "window")
+WINDOW_EVENTS = _gauge("decaywatch_window_labeled_events", "Labeled events currently in the window.", "window")
+BASELINE = _gauge("decaywatch_baseline_accuracy_ratio", "Baseline accuracy.")
+THRESHOLD = _gauge("decaywatch_degradation_threshold_ratio", "Alert when baseline minus accuracy exceeds this.")
+FLOOR = _gauge("decaywatch_accuracy_floor_ratio", "Alert when accuracy is at or below this.")
+DEGRADED = _gauge("decaywatch_degraded", "1 while a degradation alert is firing for the model, else 0.")
+BELOW_FLOOR = _gauge("decaywatch_below_floor", "1 while a floor alert is firing for the model, else 0.")
+LAST_EVENT = _gauge("decaywatch_last_event_timestamp_seconds", "Event time of the newest event seen.")
+LAST_PROCESSED = _gauge(
+    "decaywatch_last_processed_timestamp_seconds",
+    "Wall-clock time the monitor last processed an event of the model (for stalled-producer alerts).",
+)
+PRECISION = _gauge("decaywatch_precision_ratio", "Precision of the positive class over the count window.", "window")
+RECALL = _gauge("decaywatch_recall_ratio", "Recall of the positive class over the count window.", "window")
+F1 = _gauge("decaywatch_f1_ratio", "F1 of the positive class over the count window.", "window")
+BRIER = _gauge("decaywatch_brier_score", "Mean squared error of the score over the count window (lower is better).", "window")
+EVENTS = _counter("decaywatch_events", "Valid prediction events.")
+LABELED = _counter("decaywatch_labeled_events", "Valid events that carried a label.")
+CORRECT = _counter("decaywatch_correct_predictions", "Labeled events whose prediction equals the label.")
+LATE = _counter(
+    "decaywatch_late_events", "Events later than the allowed lateness behind the newest event time; left out of time windows."
+)
+ALERTS = _counter("decaywatch_alerts", "Alert events emitted, by status (firing, resolved).", "status")
+
+_FAMILIES = (
+    # The order of the page before prepared text, kept so that diffs of /metrics stay readable.
+    ACCURACY, LOWER_BOUND, UPPER_BOUND, EVIDENCE, EVIDENCE_NEEDED, RULE_FIRING, DROP, WINDOW_EVENTS,
+    BASELINE, THRESHOLD, FLOOR, DEGRADED, BELOW_FLOOR, LAST_EVENT, LAST_PROCESSED,
+    # decaywatch_tracked_models (not per model) comes here
+    PRECISION, RECALL, F1, BRIER, EVENTS, LABELED, CORRECT, LATE, ALERTS,
+)  # fmt: skip
+_SLOT: Mapping[_Family, int] = MappingProxyType({family: slot for slot, family in enumerate(_FAMILIES)})
+"""A family's position in ``_FAMILIES`` and in every model's rendered block."""
+_TRACKED_AFTER = LAST_PROCESSED
+_BINARY = MappingProxyType({"precision": PRECISION, "recall": RECALL, "f1": F1, "brier": BRIER})
+_DETAILED_ONLY = frozenset({LATE})
+_DUPLICATED_RULES = frozenset({"degradation", "floor"})
+"""Rules whose firing state ``decaywatch_degraded`` and ``decaywatch_below_floor`` already export."""
+_go_float: Callable[[float], str] = floatToGoString  # prometheus-client's value writer (untyped upstream)
+
+_Row = tuple[_Family, str | None, float]
+"""A family, the value of its second label (``None`` when it has only ``model``), and the sample's value."""
+
+
+def _rows(m: ModelSnapshot, processed: float | None, alerts: tuple[int, int], detailed: bool) -> list[_Row]:
+    """Every per-model series of one model: the single source of both the text and the ``Sample`` objects."""
+    rows: list[_Row] = []
+    add = rows.append
+    for w in m.windows:
+        add((WINDOW_EVENTS, w.label, w.labeled))
+        if w.accuracy is not None:
+            add((ACCURACY, w.label, w.accuracy))
+        if w.lower_bound is not None and w.upper_bound is not None:
+            add((LOWER_BOUND, w.label, w.lower_bound))
+            add((UPPER_BOUND, w.label, w.upper_bound))
+        if w.drop is not None:
+            add((DROP, w.label, w.drop))
+    for label, values in (m.binary_metrics or {}).items():
+        for name, value in values.items():
+            family = _BINARY.get(name)
+            if family is not None and value is not None:  # a metric with no family here is not exported (nor a crash)
+                add((family, label, value))
+    for rule in m.rules:
+        if detailed or rule.name not in _DUPLICATED_RULES:
+            add((RULE_FIRING, rule.name, float(rule.firing)))
+        if rule.statistic is not None and rule.evidence is not None:
+            add((EVIDENCE, rule.name, rule.statistic))
+            add((EVIDENCE_NEEDED, rule.name, rule.evidence))
+    if m.baseline is not None:
+        add((BASELINE, None, m.baseline))
+    add((THRESHOLD, None, m.threshold))
+    if m.floor is not None:
+        add((FLOOR, None, m.floor))
+        add((BELOW_FLOOR, None, float(m.below_floor)))
+    add((DEGRADED, None, float(m.degraded)))
+    if m.last_event_time is not None:
+        add((LAST_EVENT, None, m.last_event_time))
+    if processed is not None:
+        add((LAST_PROCESSED, None, processed))
+    add((EVENTS, None, m.events))
+    add((LABELED, None, m.labeled))
+    add((CORRECT, None, m.correct))
+    if detailed:
+        add((LATE, None, m.late_events))
+    add((ALERTS, "firing", alerts[0]))
+    add((ALERTS, "resolved", alerts[1]))
+    return rows
+
+
+def _escape(value: str) -> str:
+    """A label value as both exposition formats write it."""
+    if "\\" in value or "\n" in value or '"' in value:
+        return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+    return value
+
+
+def _value_text(value: float) -> str:
+    """A sample value exactly as prometheus-client writes it, at a fraction of the cost for the common case.
+
+    Python's ``repr`` already is Go's formatting except for infinities, NaN and
+    large numbers; those go to prometheus-client's own function.
+
+    >>> [_value_text(v) for v in (0.25, 12, 1_717_200_000.5, float("-inf"))]
+    ['0.25', '12.0', '1.7172000005e+09', '-Inf']
+    """
+    text = repr(float(value))
+    if text.find(".") > 6 or text[-1] in "fn":
+        return _go_float(value)
+    return text
+
+
+def _lines(model: str, rows: Iterable[_Row]) -> tuple[str, ...]:
+    """One model's exposition lines, one string per family of ``_FAMILIES`` (empty where it has no series)."""
+    head = f'{{model="{_escape(model)}"'
+    slot = _SLOT
+    value_text = _value_text
+    parts: list[list[str]] = [[] for _ in _FAMILIES]
+    for family, second, value in rows:
+        if second is None:
+            line = f"{family.sample}{head}}} {value_text(value)}\n"
+        else:
+            line = f'{family.sample}{head},{family.label}="{_escape(second)}"}} {value_text(value)}\n'
+        parts[slot[family]].append(line)
+    return tuple(["".join(p) for p in parts])
+
+
+@dataclass(frozen=True, slots=True)
+class _Published:
+    """What one ``publish`` handed over, swapped in as a whole so that a scrape never mixes two batches."""
+
+    snapshot: Mapping[str, ModelSnapshot]
+    alerts: Mapping[tuple[str, str], int]
+    processed: Mapping[str, float]
+
+    def inputs(self, model: str) -> tuple[float | None, tuple[int, int]]:
+        """The model's series that are not in its snapshot: last processed time, and alerts (firing, resolved)."""
+        alerts = self.alerts
+        return self.processed.get(model), (alerts.get((model, "firing"), 0), alerts.get((model, "resolved"), 0))
+
+
+@dataclass(frozen=True, slots=True)
+class _Block:
+    """A model's rendered lines and what they were rendered from (the snapshot by identity: it is immutable)."""
+
+    snapshot: ModelSnapshot
+    inputs: tuple[float | None, tuple[int, int]]
+    lines: tuple[str, ...]
+
+
+class _RenderedModels:
+    """Each model's exposition lines, kept from one scrape to the next and re-rendered only when the model changed."""
+
+    def __init__(self, detailed: bool) -> None:
+        self._detailed = detailed
+        self._blocks: Mapping[str, _Block] = MappingProxyType({})
+
+    def blocks(self, published: _Published) -> list[_Block]:
+        """Every published model's block, in snapshot order.
+
+        Runs in the scrape's thread.  The kept blocks are replaced by a new
+        mapping rather than edited, so a concurrent scrape never sees a mapping
+        change under it, and models no longer published drop out with it.
+        """
+        kept = self._blocks
+        blocks: dict[str, _Block] = {}
+        for model, m in published.snapshot.items():
+            inputs = published.inputs(model)
+            block = kept.get(model)
+            if block is None or block.snapshot is not m or block.inputs != inputs:
+                block = _Block(m, inputs, _lines(model, _rows(m, *inputs, self._detailed)))
+            blocks[model] = block
+        self._blocks = blocks
+        return list(blocks.values())
+
+
+class _Fleet:
+    """One collection's view of the published models: their kept text, or ``Sample`` objects on request."""
+
+    def __init__(self, published: _Published, rendered: _RenderedModels, detailed: bool) -> None:
+        self._published = published
+        self._rendered = rendered
+        self._detailed = detailed
+        self._blocks: list[_Block] | None = None
+        self._samples: list[list[Sample]] | None = None
+
+    def text(self, family: _Family) -> str:
+        """The family's lines for every model, in snapshot order."""
+        if self._blocks is None:
+            self._blocks = self._rendered.blocks(self._published)
+        slot = _SLOT[family]
+        return "".join([block.lines[slot] for block in self._blocks])
+
+    def samples(self, family: _Family) -> list[Sample]:
+        """The family's samples for every model; the first request builds them for all families."""
+        if self._samples is None:
+            table: list[list[Sample]] = [[] for _ in _FAMILIES]
+            for model, m in self._published.snapshot.items():
+                for f, second, value in _rows(m, *self._published.inputs(model), self._detailed):
+                    labels = {"model": model} if f.label is None or second is None else {"model": model, f.label: second}
+                    table[_SLOT[f]].append(Sample(f.sample, labels, value))
+            self._samples = table
+        return self._samples[_SLOT[family]]
+
+
+class _Metrics(Collector):
+    """A fixed list of families, to hand a few of them to prometheus-client's writers."""
+
+    def __init__(self, metrics: Sequence[Metric]) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Sequence[Metric]:
+        return self._metrics
+
+
+def _written(encoder: Encoder, metrics: Sequence[Metric]) -> bytes:
+    """What ``encoder`` writes for these families, without the format's end marker (OpenMetrics' ``# EOF``)."""
+    return encoder(_Metrics(metrics)).removesuffix(encoder(_Metrics(())))
+
+
+_PROBE = 'probe "quoted" \\ and\nsplit'
+"""A label value that needs every escape, for checking prepared lines against prometheus-client's own."""
+
+
+def _header(encoder: Encoder, family: _Family) -> bytes | None:
+    """The family's ``HELP``/``TYPE`` lines as ``encoder`` writes them, or ``None`` if its sample lines differ from ours.
+
+    The check writes one probe series both ways, so that a format whose
+    escaping renames series (``escaping=dots``) falls back to
+    prometheus-client's writer rather than getting names it did not ask for.
+    """
+    header = _written(encoder, [Metric(family.name, family.documentation, family.type)])
+    probe = Metric(family.name, family.documentation, family.type)
+    second = _PROBE if family.label else None
+    probe.samples = [Sample(family.sample, {"model": _PROBE} | ({family.label: _PROBE} if family.label else {}), 1.7e9)]
+    ours = _lines(_PROBE, [(family, second, 1.7e9)])[_SLOT[family]]
+    return header if _written(encoder, [probe]) == header + ours.encode() else None
+
+
+class HeaderCache:
+    """Each family's ``HELP``/``TYPE`` lines per negotiated content type, checked once against prometheus-client.
+
+    Bounded: a content type carries a version the client chose, and a client
+    inventing versions must not grow memory.
+    """
+
+    LIMIT = 16
 
     def __init__(self) -> None:
-        self._snapshot: Mapping[str, ModelSnapshot] = MappingProxyType({})
-        self._alerts: Mapping[tuple[str, str], int] = MappingProxyType({})
-        self._processed: Mapping[str, float] = MappingProxyType({})
+        self._by_type: dict[str, tuple[bytes | None, ...]] = {}
+
+    def get(self, encoder: Encoder, content_type: str, family: _Family) -> bytes | None:
+        headers = self._by_type.get(content_type)
+        if headers is None:
+            if len(self._by_type) >= self.LIMIT:
+                self._by_type.clear()
+            headers = self._by_type[content_type] = tuple(_header(encoder, f) for f in _FAMILIES)
+        return headers[_SLOT[family]]
+
+
+class PreparedFamily(Metric):
+    """A per-model family whose exposition text is kept between scrapes.
+
+    To prometheus-client it is an ordinary ``Metric`` whose ``samples`` are
+    built on first access, so ``get_sample_value``, ``generate_latest`` and
+    ``name[]``-filtered scrapes work unchanged; ``exposition`` writes the kept
+    text instead, which is the point.
+    """
+
+    def __init__(self, family: _Family, fleet: _Fleet, headers: HeaderCache) -> None:
+        super().__init__(family.name, family.documentation, family.type)
+        self._family = family
+        self._fleet = fleet
+        self._headers = headers
+        self._assigned: list[Sample] | None = None
+
+    @property
+    def samples(self) -> list[Sample]:
+        return self._fleet.samples(self._family) if self._assigned is None else self._assigned
+
+    @samples.setter
+    def samples(self, value: list[Sample]) -> None:
+        self._assigned = value
+
+    def written(self, encoder: Encoder, content_type: str) -> bytes | None:
+        """The family in ``encoder``'s format from kept text, or ``None`` when kept text cannot stand in for it."""
+        header = self._headers.get(encoder, content_type, self._family)
+        if header is None or self._assigned is not None:
+            return None
+        return header + self._fleet.text(self._family).encode()
+
+
+class SnapshotCollector(Collector):
+    """Exposes per-model metrics from the most recent snapshot handed to ``publish``.
+
+    ``detailed`` adds the opt-in series (see the module's docstring).
+    """
+
+    def __init__(self, detailed: bool = False) -> None:
+        self.detailed = detailed
+        self._published = _Published(MappingProxyType({}), MappingProxyType({}), MappingProxyType({}))
+        self._rendered = _RenderedModels(detailed)
+        self._headers = HeaderCache()
+        self._families = [f for f in _FAMILIES if detailed or f not in _DETAILED_ONLY]
 
     def publish(
         self,
@@ -39,170 +401,78 @@ class SnapshotCollector(Collector):
         alerts: Mapping[tuple[str, str], int],
         processed: Mapping[str, float],
     ) -> None:
-        """Swap in a new snapshot (reference assignments: a scrape sees the old or the new model, never half of one)."""
-        self._snapshot = MappingProxyType(dict(snapshot))
-        self._alerts = MappingProxyType(dict(alerts))
-        self._processed = MappingProxyType(dict(processed))
+        """Swap in a new snapshot: three mapping copies and one reference assignment, nothing rendered.
+
+        The consumer calls this after every batch, so it must stay cheap;
+        rendering waits for a scrape, and then redoes only the models whose
+        snapshot changed.
+        """
+        self._published = _Published(
+            MappingProxyType(dict(snapshot)), MappingProxyType(dict(alerts)), MappingProxyType(dict(processed))
+        )
 
     def withhold(self, models: set[str]) -> None:
         """Drop these models from what scrapes see, until the next ``publish``."""
-        self._snapshot = MappingProxyType({m: s for m, s in self._snapshot.items() if m not in models})
+        published = self._published
+        kept = MappingProxyType({m: s for m, s in published.snapshot.items() if m not in models})
+        self._published = _Published(kept, published.alerts, published.processed)
 
     def describe(self) -> list[Metric]:
         return []  # generated per scrape; nothing to check for duplicates at registration
 
     def collect(self) -> Iterator[Metric]:
-        models = list(self._snapshot.values())
-        window_labels = ["model", "window"]
-        accuracy = GaugeMetricFamily(
-            "decaywatch_accuracy_ratio", "Rolling accuracy over the last N labeled events.", labels=window_labels
-        )
-        drop = GaugeMetricFamily(
-            "decaywatch_accuracy_drop_ratio", "Baseline accuracy minus rolling accuracy.", labels=window_labels
-        )
-        lower = GaugeMetricFamily(
-            "decaywatch_accuracy_lower_bound_ratio",
-            "Lower bound of the 95% Wilson interval of the window's accuracy.",
-            labels=window_labels,
-        )
-        upper = GaugeMetricFamily(
-            "decaywatch_accuracy_upper_bound_ratio",
-            "Upper bound of the 95% Wilson interval of the window's accuracy.",
-            labels=window_labels,
-        )
-        statistic = GaugeMetricFamily(
-            "decaywatch_rule_evidence",
-            "The sequential rule's running evidence (log-likelihood ratio) for a fall, or while firing for a recovery.",
-            labels=["model", "rule"],
-        )
-        rule_firing = GaugeMetricFamily(
-            "decaywatch_rule_firing", "1 while the rule's alert is firing for the model, else 0.", labels=["model", "rule"]
-        )
-        needed = GaugeMetricFamily(
-            "decaywatch_rule_evidence_threshold",
-            "Evidence the sequential rule needs to fire or resolve.",
-            labels=["model", "rule"],
-        )
-        binary = {
-            "precision": GaugeMetricFamily(
-                "decaywatch_precision_ratio", "Precision of the positive class over the count window.", labels=window_labels
-            ),
-            "recall": GaugeMetricFamily(
-                "decaywatch_recall_ratio", "Recall of the positive class over the count window.", labels=window_labels
-            ),
-            "f1": GaugeMetricFamily(
-                "decaywatch_f1_ratio", "F1 of the positive class over the count window.", labels=window_labels
-            ),
-            "brier": GaugeMetricFamily(
-                "decaywatch_brier_score",
-                "Mean squared error of the score over the count window (lower is better).",
-                labels=window_labels,
-            ),
-        }
-        window_events = GaugeMetricFamily(
-            "decaywatch_window_labeled_events", "Labeled events currently in the window.", labels=window_labels
-        )
-        baseline = GaugeMetricFamily("decaywatch_baseline_accuracy_ratio", "Baseline accuracy.", labels=["model"])
-        threshold = GaugeMetricFamily(
-            "decaywatch_degradation_threshold_ratio",
-            "Alert when baseline minus accuracy exceeds this.",
-            labels=["model"],
-        )
-        floor = GaugeMetricFamily("decaywatch_accuracy_floor_ratio", "Alert when accuracy is at or below this.", labels=["model"])
-        degraded = GaugeMetricFamily(
-            "decaywatch_degraded", "1 while a degradation alert is firing for the model, else 0.", labels=["model"]
-        )
-        below_floor = GaugeMetricFamily(
-            "decaywatch_below_floor", "1 while a floor alert is firing for the model, else 0.", labels=["model"]
-        )
-        last_event = GaugeMetricFamily(
-            "decaywatch_last_event_timestamp_seconds", "Event time of the newest event seen.", labels=["model"]
-        )
-        processed = GaugeMetricFamily(
-            "decaywatch_last_processed_timestamp_seconds",
-            "Wall-clock time the monitor last processed an event of the model (for stalled-producer alerts).",
-            labels=["model"],
-        )
-        events = CounterMetricFamily("decaywatch_events", "Valid prediction events.", labels=["model"])
-        labeled = CounterMetricFamily("decaywatch_labeled_events", "Valid events that carried a label.", labels=["model"])
-        correct = CounterMetricFamily(
-            "decaywatch_correct_predictions", "Labeled events whose prediction equals the label.", labels=["model"]
-        )
-        late = CounterMetricFamily(
-            "decaywatch_late_events",
-            "Events later than the allowed lateness behind the newest event time; left out of time windows.",
-            labels=["model"],
-        )
-        alerts = CounterMetricFamily(
-            "decaywatch_alerts", "Alert events emitted, by status (firing, resolved).", labels=["model", "status"]
-        )
-        for m in models:
-            for w in m.windows:
-                labels = [m.model, w.label]
-                window_events.add_metric(labels, w.labeled)
-                if w.accuracy is not None:
-                    accuracy.add_metric(labels, w.accuracy)
-                if w.lower_bound is not None and w.upper_bound is not None:
-                    lower.add_metric(labels, w.lower_bound)
-                    upper.add_metric(labels, w.upper_bound)
-                if w.drop is not None:
-                    drop.add_metric(labels, w.drop)
-            for label, values in (m.binary_metrics or {}).items():
-                for name, value in values.items():
-                    if value is not None:
-                        binary[name].add_metric([m.model, label], value)
-            for rule in m.rules:
-                rule_firing.add_metric([m.model, rule.name], float(rule.firing))
-                if rule.statistic is not None and rule.evidence is not None:
-                    statistic.add_metric([m.model, rule.name], rule.statistic)
-                    needed.add_metric([m.model, rule.name], rule.evidence)
-            if m.baseline is not None:
-                baseline.add_metric([m.model], m.baseline)
-            threshold.add_metric([m.model], m.threshold)
-            if m.floor is not None:
-                floor.add_metric([m.model], m.floor)
-                below_floor.add_metric([m.model], float(m.below_floor))
-            degraded.add_metric([m.model], float(m.degraded))
-            if m.last_event_time is not None:
-                last_event.add_metric([m.model], m.last_event_time)
-            if m.model in self._processed:
-                processed.add_metric([m.model], self._processed[m.model])
-            events.add_metric([m.model], m.events)
-            labeled.add_metric([m.model], m.labeled)
-            correct.add_metric([m.model], m.correct)
-            late.add_metric([m.model], m.late_events)
-            for status in ("firing", "resolved"):
-                alerts.add_metric([m.model, status], self._alerts.get((m.model, status), 0))
-        yield from (
-            accuracy,
-            lower,
-            upper,
-            statistic,
-            needed,
-            rule_firing,
-            drop,
-            window_events,
-            baseline,
-            threshold,
-            floor,
-            degraded,
-            below_floor,
-            last_event,
-            processed,
-        )
-        tracked = GaugeMetricFamily("decaywatch_tracked_models", "Models tracked now (bounded by [limits] max_models).")
-        tracked.add_metric([], len(models))
-        yield tracked
-        yield from binary.values()
-        yield from (events, labeled, correct, late, alerts)
+        published = self._published
+        fleet = _Fleet(published, self._rendered, self.detailed)
+        for family in self._families:
+            yield PreparedFamily(family, fleet, self._headers)
+            if family is _TRACKED_AFTER:
+                tracked = GaugeMetricFamily("decaywatch_tracked_models", "Models tracked now (bounded by [limits] max_models).")
+                tracked.add_metric([], len(published.snapshot))
+                yield tracked
+
+
+def exposition(registry: Collector, accept: str | None) -> tuple[bytes, str]:
+    """The registry's page in the format ``accept`` negotiates (as prometheus-client's handler would), and its content type.
+
+    Prepared families contribute their kept text; every other family goes
+    through prometheus-client's writer, and so does the whole page when a
+    format cannot use kept text.  Families come out in collection order, each
+    whole (Prometheus rejects a family split in two).
+
+    >>> metrics = ServiceMetrics()
+    >>> page, content_type = exposition(metrics.registry, "application/openmetrics-text")
+    >>> content_type, page.endswith(b"# EOF\\n")
+    ('application/openmetrics-text; version=1.0.0; charset=utf-8', True)
+    >>> exposition(metrics.registry, None)[1]
+    'text/plain; version=0.0.4; charset=utf-8'
+    """
+    encoder, content_type = choose_encoder(accept or "")
+    out: list[bytes] = []
+    others: list[Metric] = []
+    for metric in registry.collect():
+        if not isinstance(metric, PreparedFamily):
+            others.append(metric)
+            continue
+        text = metric.written(encoder, content_type)
+        if text is None:
+            return encoder(registry), content_type
+        if others:
+            out.append(_written(encoder, others))
+            others = []
+        out.append(text)
+    out.append(encoder(_Metrics(others)))  # the rest, with the format's end marker
+    return b"".join(out), content_type
 
 
 class ServiceMetrics:
-    """All the service's metrics, in a registry of its own (never the global default one)."""
+    """All the service's metrics, in a registry of its own (never the global default one).
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    ``detailed`` adds the opt-in per-model series (see the module's docstring).
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None, detailed: bool = False) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
-        self.models = SnapshotCollector()
+        self.models = SnapshotCollector(detailed)
         self._lag_labels: set[tuple[str, str]] = set()
         self.registry.register(self.models)
         self.invalid_events = Counter(
@@ -276,7 +546,7 @@ class DeliveryCollector(Collector):
         pending = GaugeMetricFamily(
             "decaywatch_alertmanager_pending_alerts", "Alert states not yet acknowledged by an Alertmanager."
         )
-        pending.add_metric([], getattr(sink, "pending"))
+        pending.add_metric([], getattr(sink, "pending"))  # noqa: B009 - the sink is typed object
         yield pending
         for name, attribute, text in (
             (
@@ -314,7 +584,7 @@ class OutputCollector(Collector):
             "decaywatch_output_failed_sends", "Sends to Kafka that failed and were sent again, by output.", labels=["output"]
         )
         for name, sink in self._outputs.items():
-            pending.add_metric([name], getattr(sink, "pending"))
-            failed.add_metric([name], getattr(sink, "failed_sends"))
+            pending.add_metric([name], getattr(sink, "pending"))  # noqa: B009 - sinks are typed object
+            failed.add_metric([name], getattr(sink, "failed_sends"))  # noqa: B009 - sinks are typed object
         yield pending
         yield failed
