@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from typing import Any, Final
 
 import numpy as np
@@ -73,14 +74,16 @@ class TimeWindow:
         self._correct = np.zeros(buckets, dtype=np.int64)
         self._count = np.zeros(buckets, dtype=np.int64)
         self._newest: int | None = None  # bucket number (event time // width) of the newest event
+        self._total_correct = 0  # the buckets' sums, kept as they change (snapshots read them per batch)
+        self._total_count = 0
 
     @property
     def correct(self) -> int:
-        return int(self._correct.sum())
+        return self._total_correct
 
     @property
     def count(self) -> int:
-        return int(self._count.sum())
+        return self._total_count
 
     @property
     def accuracy(self) -> float | None:
@@ -115,21 +118,12 @@ class TimeWindow:
         if not (newest is None or type(newest) is int):
             raise ValueError(f"time window newest bucket {newest!r}")
         self._correct, self._count, self._newest = correct, count, newest
+        self._total_correct, self._total_count = int(correct.sum()), int(count.sum())
 
     def add(self, outcomes: npt.NDArray[np.bool_], event_time: npt.NDArray[np.float64]) -> None:
         """Add labeled outcomes that are not late (the caller filters with ``late_mask``)."""
-        if not outcomes.size:
-            return
-        bucket = np.floor(event_time / self.width).astype(np.int64)
-        newest = int(bucket.max())
-        if self._newest is None:
-            self._newest = newest
-        elif newest > self._newest:
-            self._advance(newest)
-        keep = bucket > self._newest - self.buckets
-        slots = bucket[keep] % self.buckets
-        self._count += np.bincount(slots, minlength=self.buckets)
-        self._correct += np.bincount(slots, weights=outcomes[keep], minlength=self.buckets).astype(np.int64)
+        if outcomes.size:
+            add_together([self], np.zeros(1, np.intp), np.array([outcomes.size]), outcomes, event_time)
 
     def _advance(self, newest: int) -> None:
         assert self._newest is not None
@@ -137,8 +131,51 @@ class TimeWindow:
         if passed >= self.buckets:
             self._correct[:] = 0
             self._count[:] = 0
+            self._total_correct = self._total_count = 0
         else:
             slots = (self._newest + 1 + np.arange(passed)) % self.buckets
+            self._total_correct -= int(self._correct[slots].sum())
+            self._total_count -= int(self._count[slots].sum())
             self._correct[slots] = 0
             self._count[slots] = 0
         self._newest = newest
+
+
+def add_together(
+    windows: Sequence[TimeWindow],
+    starts: npt.NDArray[np.intp],
+    lengths: npt.NDArray[np.intp],
+    outcomes: npt.NDArray[np.bool_],
+    event_time: npt.NDArray[np.float64],
+) -> None:
+    """Add many models' on-time outcomes (segments back to back) to their windows of one span, in one pass.
+
+    Two ``bincount`` calls over the whole batch fill every model's buckets;
+    per model only the moves of its newest bucket and two row additions remain.
+    """
+    first = windows[0]
+    width, buckets = first.width, first.buckets
+    present = lengths > 0
+    if not present.any():
+        return
+    bucket = np.floor(event_time / width).astype(np.int64)
+    newest = np.maximum.reduceat(bucket, starts[present]).tolist()
+    for window, top in zip([w for w, p in zip(windows, present.tolist(), strict=True) if p], newest, strict=True):
+        if window._newest is None:
+            window._newest = top
+        elif top > window._newest:
+            window._advance(top)
+    lowest = np.array([(w._newest if w._newest is not None else 0) - buckets for w in windows], dtype=np.int64)
+    segment = np.repeat(np.arange(len(windows)), lengths)
+    keep = bucket > lowest[segment]
+    slots = segment[keep] * buckets + bucket[keep] % buckets
+    counts = np.bincount(slots, minlength=len(windows) * buckets).reshape(len(windows), buckets)
+    correct = np.bincount(slots, weights=outcomes[keep], minlength=len(windows) * buckets).astype(np.int64)
+    correct = correct.reshape(len(windows), buckets)
+    count_totals, correct_totals = counts.sum(axis=1).tolist(), correct.sum(axis=1).tolist()
+    for k, window in enumerate(windows):
+        if count_totals[k]:
+            window._count += counts[k]
+            window._correct += correct[k]
+            window._total_count += count_totals[k]
+            window._total_correct += correct_totals[k]
