@@ -95,6 +95,12 @@ def add_service_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str
     )
     group.add_argument("--no-state", action="store_true", help="keep no state changelog: a moved partition's models start afresh")
     group.add_argument(
+        "--detailed-metrics",
+        action="store_true",
+        default=_env(env, "--detailed-metrics", "") not in ("", "0", "false"),
+        help="also export the per-model series no dashboard or rule uses (late events, firing of the degradation and floor rules)",
+    )
+    group.add_argument(
         "--session-timeout-ms",
         type=int,
         default=int(_env(env, "--session-timeout-ms", "0")) or None,
@@ -144,6 +150,7 @@ def settings_from_args(args: argparse.Namespace) -> MonitorSettings:
         session_timeout_ms=args.session_timeout_ms,
         checkpoint_interval_s=args.checkpoint_interval,
         kafka_client=_kafka_client(args),
+        detailed_metrics=args.detailed_metrics,
     )
 
 

@@ -59,6 +59,8 @@ class MonitorSettings:
     the ``decaywatch[confluent]`` extra; see ``consumer/confluent.py``)."""
     export_interval_s: float = 0.1
     """How often, at most, /metrics gets a new snapshot while batches stream in (at once on alerts and when idle)."""
+    detailed_metrics: bool = False
+    """Also export the per-model series that no dashboard panel or rule uses (they repeat others, or diagnose)."""
 
 
 class MonitorRuntime:
@@ -71,7 +73,7 @@ class MonitorRuntime:
             state_topic = settings.state_topic if settings.state_topic != "" else f"{settings.group}-state"
             if state_topic is not None:
                 KafkaStateStore.ensure_topic(settings.kafka, settings.topic, state_topic)
-            self.metrics = ServiceMetrics()
+            self.metrics = ServiceMetrics(detailed=settings.detailed_metrics)
             ledger = PartitionLedger(on_withhold=self.metrics.models.withhold)
             recorder = RebalanceRecorder(on_revoked=ledger.withhold)
             self.source, producer = self._connect(settings, recorder)

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from decaywatch.cli import main
+from decaywatch.consumer.runtime import MonitorSettings
 from decaywatch.shared import version
 
 HEAVY = ("numpy", "kafka", "prometheus_client")
@@ -44,3 +45,20 @@ def test_help_and_version_import_nothing_heavy(argv: list[str]) -> None:
     )
     done = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True)
     assert done.stdout.splitlines()[-1] == "[]", done.stdout
+
+
+def monitor_settings(argv: list[str], environ: dict[str, str]) -> MonitorSettings:
+    import argparse
+
+    from decaywatch.consumer import cli
+
+    parser = argparse.ArgumentParser()
+    cli.add_parser(parser.add_subparsers(), environ)
+    return cli.settings_from_args(parser.parse_args(["monitor", *argv]))
+
+
+def test_detailed_metrics_are_opt_in_by_flag_or_environment() -> None:
+    assert not monitor_settings([], {}).detailed_metrics
+    assert not monitor_settings([], {"DECAYWATCH_DETAILED_METRICS": "0"}).detailed_metrics
+    assert monitor_settings([], {"DECAYWATCH_DETAILED_METRICS": "1"}).detailed_metrics
+    assert monitor_settings(["--detailed-metrics"], {}).detailed_metrics
