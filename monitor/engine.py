@@ -24,6 +24,7 @@ from decaywatch.monitor.metric import LabeledOutcomes, Trajectory
 from decaywatch.monitor.rings import FleetMeasure
 from decaywatch.monitor.schema import EventBatch
 from decaywatch.monitor.snapshot import ModelSnapshot
+from decaywatch.monitor.timewindow import TimeWindow, add_together
 from decaywatch.monitor.tracker import ModelTracker, Step
 
 
@@ -59,6 +60,7 @@ class Monitor:
             step = tracker.begin(batch.rows(rows))
             if step is not None:
                 steps.append((tracker, step))
+        _add_time_windows_together(steps)
         transitions = _judge_together(steps)
         transitions.sort(key=lambda t: t.source_index)
         return transitions
@@ -111,6 +113,29 @@ class Monitor:
             self._snapshots[model] = self._trackers[model].snapshot()
         self._touched.clear()
         return dict(self._snapshots)
+
+
+def _add_time_windows_together(steps: list[tuple[ModelTracker, Step]]) -> None:
+    """Every model's on-time outcomes into its event-time windows: one pass per span over the whole batch."""
+    spans: dict[float, list[tuple[TimeWindow, int]]] = {}
+    for i, (tracker, _step) in enumerate(steps):
+        for window in tracker.time_windows.values():
+            spans.setdefault(window.span, []).append((window, i))
+    if not spans:
+        return
+    correct = [step.outcomes.correct[step.on_time] for _tracker, step in steps]
+    event_time = [step.outcomes.event_time[step.on_time] for _tracker, step in steps]
+    for members in spans.values():
+        picked = [i for _window, i in members]
+        lengths = np.fromiter((correct[i].shape[0] for i in picked), dtype=np.intp, count=len(picked))
+        starts = np.cumsum(lengths) - lengths
+        add_together(
+            [window for window, _i in members],
+            starts,
+            lengths,
+            np.concatenate([correct[i] for i in picked]),
+            np.concatenate([event_time[i] for i in picked]),
+        )
 
 
 def _judge_together(steps: list[tuple[ModelTracker, Step]]) -> list[AlertTransition]:

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from decaywatch.monitor.alert import DEGRADED_MESSAGE, FIRING, RESOLVED, STABLE_MESSAGE, AlertTransition, alert_id
 from decaywatch.monitor.baseline import Baseline
@@ -40,6 +41,8 @@ class Step:
     """Leading labeled events the baseline learned from (the degradation rule does not judge them)."""
     ordinal_before: int
     """Labeled events of the model before this batch (alert ids count from here)."""
+    on_time: npt.NDArray[np.bool_]
+    """Which of ``outcomes`` are not late: they go into the event-time windows (``add_time_windows``)."""
 
 
 class ModelTracker:
@@ -92,6 +95,7 @@ class ModelTracker:
         step = self.begin(rows)
         if step is None:
             return []
+        self.add_time_windows(step)
         judged = self.windows[self.policy.judged_window].measure(step.outcomes)
         transitions = self.judge(step, judged)
         for size, rings in self.windows.items():
@@ -101,7 +105,7 @@ class ModelTracker:
         return transitions
 
     def begin(self, rows: ModelRows) -> Step | None:
-        """Counters, lateness, event-time windows and baseline learning; the labeled events for the count windows."""
+        """Counters, lateness and baseline learning; the labeled events for the event-time and count windows."""
         self.events += int(rows.labeled.shape[0])
         if rows.event_time.size:
             newest = float(rows.event_time.max())
@@ -109,9 +113,6 @@ class ModelTracker:
         outcomes = self._outcomes(rows)
         late, self.watermark = late_mask(rows.event_time, self.watermark, self.allowed_lateness)
         self.late_events += int(np.count_nonzero(late))
-        on_time = ~late[rows.labeled]
-        for time_window in self.time_windows.values():
-            time_window.add(outcomes.correct[on_time], outcomes.event_time[on_time])
         if not len(outcomes):
             return None
         ordinal_before = self.labeled
@@ -119,7 +120,13 @@ class ModelTracker:
         self.correct += int(np.count_nonzero(outcomes.correct))
         learning = self.baseline.observe(outcomes.correct, outcomes.event_time)
         self.learn_rules()
-        return Step(outcomes, learning, ordinal_before)
+        return Step(outcomes, learning, ordinal_before, ~late[rows.labeled])
+
+    def add_time_windows(self, step: Step) -> None:
+        """The step's on-time outcomes into the event-time windows (the monitor does this for a batch's models together)."""
+        on_time = step.on_time
+        for time_window in self.time_windows.values():
+            time_window.add(step.outcomes.correct[on_time], step.outcomes.event_time[on_time])
 
     def judge(self, step: Step, judged: dict[str, Trajectory]) -> list[AlertTransition]:
         """Every rule over the judged window's trajectories (measured, not yet written); returns the transitions."""
