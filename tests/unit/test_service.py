@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import orjson
 
@@ -123,3 +124,35 @@ def test_snapshots_are_exported_at_most_once_per_interval_but_at_once_on_alerts_
     assert service.metrics.registry.get_sample_value("decaywatch_events_total", {"model": "b"}) is None
     assert service.step() is None  # the input is idle: everything is exported
     assert service.metrics.registry.get_sample_value("decaywatch_events_total", {"model": "b"}) == 10
+
+
+def test_a_slow_snapshot_stretches_the_export_interval_to_keep_its_share_of_the_loop() -> None:
+    journal: list[str] = []
+    good = [event("a", True)] * 10
+    source = MemorySource([good] * 4, journal)
+    now = [100.0]
+    metrics = ServiceMetrics()
+    publish = metrics.models.publish
+
+    def slow_publish(*args: Any) -> None:
+        now[0] += 2.0  # the snapshot takes 2 s of the clock: with a 10% share, the next one waits 20 s
+        publish(*args)
+
+    metrics.models.publish = slow_publish  # type: ignore[method-assign]
+    config = MonitorConfig(ModelPolicy(baseline=0.85, windows=(10,), min_samples=10, decision="window"))
+    service = MonitorService(
+        source, Monitor(config), MemoryAlertSink(journal), MemoryDeadLetters(journal), metrics,
+        clock=lambda: now[0], export_interval_s=1.0,
+    )  # fmt: skip
+
+    def events() -> float | None:
+        return metrics.registry.get_sample_value("decaywatch_events_total", {"model": "a"})
+
+    service.step()
+    assert events() == 10
+    now[0] += 5.0  # past the configured interval, not past the stretched one
+    service.step()
+    assert events() == 10
+    now[0] += 15.0
+    service.step()
+    assert events() == 30
