@@ -1,9 +1,19 @@
-"""The prediction event's schema: validation of decoded JSON objects into columns.
+"""The event schema: validation of decoded JSON objects into columns.
 
-One JSON object per event (see the README's *Event format*)::
+One JSON object per event (see the README's *Event format*).  A prediction,
+with its label inline or without one::
 
     {"model": "churn", "prediction": 1, "label": 0, "ts": 1704067200.0,
      "event_id": "e-1", "model_version": "v3", "score": 0.71, "features": {"x": 0.6}}
+
+or a *label event*, the truth for an earlier prediction, joined to it by
+``(model, event_id)`` (``monitor/join.py``; ``ts`` is when the label became known)::
+
+    {"model": "churn", "event_id": "e-1", "label": 1, "ts": "2024-02-03T10:00:00Z"}
+
+Each valid event gets a ``Role``: a prediction that counts as today (labeled
+inline, or with no ``event_id`` to join on), a prediction waiting for its
+label, or a label event.
 
 Validation is column-wise: one list comprehension per field over the whole
 batch, so the common case (every event valid) costs a few list passes, not a
@@ -27,6 +37,8 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from decaywatch.monitor.eventkey import event_keys
+
 
 class Reason:
     """Why an event was rejected: the values of ``decaywatch_invalid_events_total{reason}``."""
@@ -37,8 +49,14 @@ class Reason:
     MISSING_MODEL: Final = "missing_model"
     INVALID_MODEL: Final = "invalid_model"
     MISSING_PREDICTION: Final = "missing_prediction"
+    """Neither ``prediction`` nor ``label``: not an event of either kind."""
     INVALID_PREDICTION: Final = "invalid_prediction"
     INVALID_LABEL: Final = "invalid_label"
+    """A label of a type the schema rejects, or (inline) of another type than its prediction."""
+    MISSING_LABEL: Final = "missing_label"
+    """A label event (no ``prediction``) whose ``label`` is ``null``."""
+    MISSING_EVENT_ID: Final = "missing_event_id"
+    """A label event (no ``prediction``) without ``event_id``: it could join nothing."""
     INVALID_TIMESTAMP: Final = "invalid_timestamp"
     INVALID_SCORE: Final = "invalid_score"
     INVALID_FEATURES: Final = "invalid_features"
@@ -54,6 +72,8 @@ class Reason:
         MISSING_PREDICTION,
         INVALID_PREDICTION,
         INVALID_LABEL,
+        MISSING_LABEL,
+        MISSING_EVENT_ID,
         INVALID_TIMESTAMP,
         INVALID_SCORE,
         INVALID_FEATURES,
@@ -76,6 +96,17 @@ _EVENT_ID_TYPES: Final = frozenset((str, int, type(None)))
 _VERSION_TYPES: Final = frozenset((str, type(None)))
 
 
+class Role:
+    """What a valid event is to the monitor (``EventBatch.role``)."""
+
+    PREDICTION: Final = 0
+    """A prediction that counts as it arrives: labeled inline, or unlabeled with no ``event_id`` (volume only)."""
+    PENDING: Final = 1
+    """A prediction with an ``event_id`` and no label: it waits for its label event."""
+    LABEL: Final = 2
+    """A label event: no prediction, an ``event_id`` and a label."""
+
+
 @dataclass(frozen=True, slots=True)
 class Rejection:
     """One event that failed validation: where it was in the batch, and why."""
@@ -96,6 +127,10 @@ class ModelRows:
     predictions: npt.NDArray[np.object_] | None = None
     labels: npt.NDArray[np.object_] | None = None
     score: npt.NDArray[np.float64] | None = None
+    role: npt.NDArray[np.int8] | None = None
+    """Each row's ``Role`` (``None``: all ``Role.PREDICTION``)."""
+    key: npt.NDArray[np.uint64] | None = None
+    """The ``event_id``'s 64-bit key where the role is ``PENDING`` or ``LABEL`` (``monitor/eventkey.py``), else 0."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +153,10 @@ class EventBatch:
     labels: npt.NDArray[np.object_] | None = None
     score: npt.NDArray[np.float64] | None = None
     """The model's probability of the positive class, NaN where absent (for the Brier score); optional."""
+    role: npt.NDArray[np.int8] | None = None
+    """Each event's ``Role`` (``None``: every event is a ``Role.PREDICTION``)."""
+    key: npt.NDArray[np.uint64] | None = None
+    """The 64-bit key of the ``event_id`` of pending predictions and label events, 0 elsewhere."""
 
     def __len__(self) -> int:
         return int(self.model_codes.shape[0])
@@ -134,6 +173,8 @@ class EventBatch:
             predictions=None if self.predictions is None else self.predictions[keep],
             labels=None if self.labels is None else self.labels[keep],
             score=None if self.score is None else self.score[keep],
+            role=None if self.role is None else self.role[keep],
+            key=None if self.key is None else self.key[keep],
         )
 
     def rows(self, index: npt.NDArray[np.intp]) -> ModelRows:
@@ -146,6 +187,8 @@ class EventBatch:
             predictions=None if self.predictions is None else self.predictions[index],
             labels=None if self.labels is None else self.labels[index],
             score=None if self.score is None else self.score[index],
+            role=None if self.role is None else self.role[index],
+            key=None if self.key is None else self.key[index],
         )
 
     @classmethod
@@ -160,6 +203,8 @@ class EventBatch:
             predictions=np.empty(0, dtype=object),
             labels=np.empty(0, dtype=object),
             score=np.zeros(0, np.float64),
+            role=np.zeros(0, np.int8),
+            key=np.zeros(0, np.uint64),
         )
 
 
@@ -219,14 +264,17 @@ def validate(
     predictions = [o.get("prediction") for o in objects]
     labels = [o.get("label") for o in objects]
     stamps = [o.get("ts") for o in objects]
+    event_ids = [o.get("event_id") for o in objects]
 
     ok = [
         type(m) is str
         and 0 < len(m) <= MAX_MODEL_ID_LENGTH
-        and type(p) in _LABEL_TYPES
-        and (lab is None or type(lab) is type(p))
+        and (
+            (type(p) in _LABEL_TYPES and (lab is None or type(lab) is type(p)))
+            or (p is None and type(lab) in _LABEL_TYPES and (type(e) is str or type(e) is int))  # a label event
+        )
         and (t is None or type(t) in _NUMBER_TYPES)
-        for m, p, lab, t in zip(models, predictions, labels, stamps, strict=True)
+        for m, p, lab, t, e in zip(models, predictions, labels, stamps, event_ids, strict=True)
     ]
     scores = [o.get("score") for o in objects]
     good = np.array(ok, dtype=bool) & _optional_fields_ok(objects, scores)
@@ -257,6 +305,7 @@ def validate(
         predictions = [predictions[i] for i in kept]
         labels = [labels[i] for i in kept]
         scores = [scores[i] for i in kept]
+        event_ids = [event_ids[i] for i in kept]
         event_time = event_time[keep_idx]
     codes_of: dict[str, int] = {}
     setdefault = codes_of.setdefault
@@ -265,16 +314,33 @@ def validate(
     batch = EventBatch(
         models=tuple(codes_of),
         model_codes=model_codes,
-        labeled=np.array([lab is not None for lab in labels], dtype=bool),
-        correct=np.array([p == lab for p, lab in zip(predictions, labels, strict=True)], dtype=bool),  # p is never None
+        labeled=np.array([lab is not None and p is not None for p, lab in zip(predictions, labels, strict=True)], dtype=bool),
+        correct=np.array([p == lab for p, lab in zip(predictions, labels, strict=True)], dtype=bool),  # None == x is False
         event_time=event_time,
         source_index=source_index if keep_idx is None else source_index[keep_idx],
         predictions=_objects(predictions),
         labels=_objects(labels),
         score=np.array([math.nan if x is None else x for x in scores], dtype=np.float64),
+        **_roles(predictions, labels, event_ids),
     )
     rejections.sort(key=lambda r: r.index)
     return batch, rejections
+
+
+def _roles(predictions: list[Any], labels: list[Any], event_ids: list[Any]) -> dict[str, Any]:
+    """Each valid event's ``Role`` and, for those that join, the key of its ``event_id``."""
+    role = np.array(
+        [
+            Role.LABEL if p is None else (Role.PENDING if lab is None and e is not None else Role.PREDICTION)
+            for p, lab, e in zip(predictions, labels, event_ids, strict=True)
+        ],
+        dtype=np.int8,
+    )
+    key = np.zeros(role.shape[0], dtype=np.uint64)
+    joining = np.flatnonzero(role != Role.PREDICTION)
+    if joining.size:
+        key[joining] = event_keys([event_ids[i] for i in joining.tolist()])
+    return {"role": role, "key": key}
 
 
 def _objects(values: list[Any]) -> npt.NDArray[np.object_]:
@@ -345,7 +411,7 @@ def _diagnose(o: dict[str, Any]) -> tuple[str | None, str, float | None]:
         return Reason.INVALID_MODEL, f"model id must be 1 to {MAX_MODEL_ID_LENGTH} characters, not {len(model)}", None
     prediction = o.get("prediction")
     if prediction is None:
-        return Reason.MISSING_PREDICTION, "field 'prediction' is required", None
+        return _diagnose_label_event(o)
     if type(prediction) not in _LABEL_TYPES:
         return Reason.INVALID_PREDICTION, f"prediction must be an integer, string or boolean, not {_json_type(prediction)}", None
     label = o.get("label")
@@ -355,6 +421,25 @@ def _diagnose(o: dict[str, Any]) -> tuple[str | None, str, float | None]:
             f"label is {_json_type(label)} but prediction is {_json_type(prediction)}: they must have the same type",
             None,
         )
+    return _diagnose_rest(o)
+
+
+def _diagnose_label_event(o: dict[str, Any]) -> tuple[str | None, str, float | None]:
+    """An event without a prediction: valid only as a label event."""
+    label = o.get("label")
+    if label is None:
+        if "label" in o and o.get("event_id") is not None:
+            return Reason.MISSING_LABEL, "a label event (no 'prediction') needs a 'label', not null", None
+        return Reason.MISSING_PREDICTION, "field 'prediction' is required (or 'label' and 'event_id' for a label event)", None
+    if type(label) not in _LABEL_TYPES:
+        return Reason.INVALID_LABEL, f"label must be an integer, string or boolean, not {_json_type(label)}", None
+    if o.get("event_id") is None:
+        return Reason.MISSING_EVENT_ID, "a label event (no 'prediction') needs the 'event_id' of its prediction", None
+    return _diagnose_rest(o)
+
+
+def _diagnose_rest(o: dict[str, Any]) -> tuple[str | None, str, float | None]:
+    """The optional fields and the timestamp, once model, prediction and label are right."""
     problem = _optional_problem(o)
     if problem is not None:
         return problem[0], problem[1], None

@@ -112,8 +112,13 @@ def defects(obj: Any) -> frozenset[str]:
         found.add(Reason.MISSING_MODEL)
     elif type(model) is not str or not 1 <= len(model) <= 256:
         found.add(Reason.INVALID_MODEL)
-    if prediction is None:
-        found.add(Reason.MISSING_PREDICTION)
+    if prediction is None:  # a label event, or nothing
+        if label is None:
+            found.add(Reason.MISSING_LABEL if "label" in obj and obj.get("event_id") is not None else Reason.MISSING_PREDICTION)
+        elif type(label) not in (int, str, bool):
+            found.add(Reason.INVALID_LABEL)
+        elif obj.get("event_id") is None:
+            found.add(Reason.MISSING_EVENT_ID)
     elif type(prediction) not in (int, str, bool):
         found.add(Reason.INVALID_PREDICTION)
     elif label is not None and type(label) is not type(prediction):
@@ -178,8 +183,9 @@ def judged(event: Any, kind: str, value: bytes | None = None) -> Case:
     found = defects(event)
     if found:
         return Case(data, kind, found)
-    label = event.get("label")
-    return Case(data, kind, frozenset(), event["model"], label is not None, label is not None and label == event["prediction"])
+    label, prediction = event.get("label"), event.get("prediction")
+    labeled = label is not None and prediction is not None  # a label event is not a labeled prediction
+    return Case(data, kind, frozenset(), event["model"], labeled, labeled and label == prediction)
 
 
 def judged_bytes(value: bytes | None, kind: str) -> Case:
@@ -363,6 +369,7 @@ def defect_cases(draw: st.DrawFn) -> Case:
         event.pop("model")
     elif defect == "missing_prediction":
         event.pop("prediction")
+        event.pop("label", None)  # with its label and id left, it would be a valid label event
     elif defect == "model_size":
         size = draw(st.sampled_from([0, 257, 1000, 65_536, 1_000_000, MAX_MESSAGE_BYTES]))
         event["model"] = draw(st.sampled_from(["m", "é", "😀"])) * size

@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from decaywatch.monitor.codec import MAX_MESSAGE_BYTES, decode
-from decaywatch.monitor.schema import Reason, parse_timestamp, validate
+from decaywatch.monitor.eventkey import event_keys
+from decaywatch.monitor.schema import Reason, Role, parse_timestamp, validate
 
 GOOD = {"model": "m", "prediction": 1, "label": 1, "ts": 1704067200.0}
 
@@ -49,6 +50,13 @@ def check(obj: object) -> tuple[int, list[str]]:
         ({"model": "m", "prediction": 1, "features": {"x": "a"}}, Reason.INVALID_FEATURES),
         ({"model": "m", "prediction": 1, "event_id": 1.5}, Reason.INVALID_FIELD),
         ({"model": "m", "prediction": 1, "model_version": 3}, Reason.INVALID_FIELD),
+        ({"model": "m", "label": 1}, Reason.MISSING_EVENT_ID),
+        ({"model": "m", "label": 1, "event_id": None}, Reason.MISSING_EVENT_ID),
+        ({"model": "m", "label": None, "event_id": "e"}, Reason.MISSING_LABEL),
+        ({"model": "m", "label": 1.5, "event_id": "e"}, Reason.INVALID_LABEL),
+        ({"model": "m", "label": [1], "event_id": "e"}, Reason.INVALID_LABEL),
+        ({"model": "m", "label": 1, "event_id": 1.5}, Reason.INVALID_FIELD),
+        ({"model": "m", "label": 1, "event_id": "e", "ts": "soon"}, Reason.INVALID_TIMESTAMP),
     ],
 )
 def test_each_problem_has_its_reason(event: object, reason: str) -> None:
@@ -149,3 +157,23 @@ def test_any_input_is_either_accepted_or_rejected_with_a_known_reason(values: li
     assert rejected | set(batch.source_index.tolist()) == set(range(len(values)))
     assert all(r.reason in Reason.ALL and r.detail for r in undecodable + invalid)
     assert all(math.isfinite(t) for t in batch.event_time.tolist())
+
+
+def test_each_event_has_its_role_and_joining_events_their_key() -> None:
+    """Inline and id-less predictions count as today; a prediction with an id and no label waits; a label event joins."""
+    events = [
+        {"model": "m", "prediction": 1, "label": 1, "event_id": "a"},
+        {"model": "m", "prediction": 1},
+        {"model": "m", "prediction": 1, "event_id": "a"},
+        {"model": "m", "label": 0, "event_id": "a", "ts": "2024-02-03T10:00:00Z"},
+        {"model": "m", "prediction": None, "label": "x", "event_id": 7},
+    ]
+    batch, rejections = validate(events, np.zeros(5))
+    assert rejections == []
+    assert batch.role is not None and batch.key is not None
+    assert batch.role.tolist() == [Role.PREDICTION, Role.PREDICTION, Role.PENDING, Role.LABEL, Role.LABEL]
+    assert batch.labeled.tolist() == [True, False, False, False, False]
+    assert batch.key[:2].tolist() == [0, 0]
+    assert batch.key[2] == batch.key[3] == event_keys(["a"])[0]
+    assert batch.key[4] == event_keys(["7"])[0]
+    assert batch.event_time[3] == parse_timestamp("2024-02-03T10:00:00Z")
