@@ -11,6 +11,14 @@ ranges.  ``first_below`` gives, for each accuracy line (0.75 by default), the
 first event at which the scenario's noise-free curve falls below it -- the
 moment a correct monitor should start to see the decay.
 
+A model with a ``label_delay`` also gets a ``labels`` entry: the delay
+distribution, how many label events were sent, the true coverage (the share
+of predictions whose label ever comes, and the share known by the time of the
+last prediction or within a given delay), and the realized label-delay
+quantiles (p50, p90, p99 of the label events sent), which is what a monitor's
+``decaywatch_label_delay_seconds`` histogram should estimate.  A run without
+delays records exactly what it did before delays existed.
+
 Everything is plain JSON (ints, floats, strings, null): no numpy types leak out.
 """
 
@@ -41,7 +49,13 @@ from decaywatch.shared.version import package_version
 __all__ = ["SCHEMA", "build_manifest", "iso8601", "write_manifest"]
 
 SCHEMA = "decaywatch.producer.manifest/1"
-"""Identifies the manifest layout; bump the number when a field changes meaning."""
+"""Identifies the manifest layout; bump the number when a field changes meaning (adding one does not)."""
+
+DELAY_QUANTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
+"""The label-delay quantiles recorded, named as dashboards name them."""
+
+COVERAGE_WITHIN = {"1d": 86_400.0, "7d": 604_800.0, "30d": 2_592_000.0}
+"""Delays for ``coverage_within``: 7d is the monitor's default ``label_ttl``, so its share is the labels it can join."""
 
 
 def iso8601(ts: float) -> str:
@@ -117,6 +131,31 @@ def _first_below(stream: SyntheticStream, segment_names: list[str], threshold: f
     }
 
 
+def _labels(stream: SyntheticStream, scenario: Scenario) -> dict[str, Any]:
+    """The truth about a delayed stream's labels (numpy's default linear interpolation for the quantiles)."""
+    if scenario.label_delay is None or stream.label_ts is None:
+        raise ValueError(f"stream {stream.model!r} has no label delay")
+    n = len(stream)
+    sent = stream.labeled
+    delays = stream.label_delay[sent]
+    last_label = float(stream.label_ts[sent].max()) if len(delays) else None
+    return {
+        "delay": scenario.label_delay.describe(),
+        "label_events": int(sent.sum()),
+        "coverage": int(sent.sum()) / n,
+        "coverage_at_last_prediction": int((sent & (stream.label_ts <= stream.ts[-1])).sum()) / n,
+        "coverage_within": {name: int((delays <= limit).sum()) / n for name, limit in COVERAGE_WITHIN.items()},
+        "delay_quantiles_seconds": {
+            name: float(np.quantile(delays, q)) if len(delays) else None for name, q in DELAY_QUANTILES.items()
+        },
+        "distribution_quantiles_seconds": {name: scenario.label_delay.quantile(q) for name, q in DELAY_QUANTILES.items()},
+        "delay_mean_seconds": _mean(delays),
+        "delay_max_seconds": float(delays.max()) if len(delays) else None,
+        "ts_last_label": last_label,
+        "time_last_label": iso8601(last_label) if last_label is not None else None,
+    }
+
+
 def _model_entry(stream: SyntheticStream, spec: ModelSpec, thresholds: Sequence[float]) -> dict[str, Any]:
     n = len(stream)
     scenario = spec.scenario.resolve(n)
@@ -154,6 +193,8 @@ def _model_entry(stream: SyntheticStream, spec: ModelSpec, thresholds: Sequence[
     names = [segment.name for segment in segments]
     entry["first_below"] = {repr(float(t)): _first_below(stream, names, float(t)) for t in thresholds}
     entry["segments"] = [_segment(stream, scenario, s.name, s.start, s.stop) for s in segments]
+    if stream.delayed:
+        entry["labels"] = _labels(stream, scenario)
     return entry
 
 
@@ -179,6 +220,7 @@ def build_manifest(
     if any(len(s) == 0 for s in streams):
         raise ValueError("every stream needs at least one event")
     models = {spec.model: _model_entry(stream, spec, thresholds) for stream, spec in zip(streams, specs, strict=True)}
+    label_events = {"label_events": sum(m["labels"]["label_events"] for m in models.values() if "labels" in m)}
     return {
         "schema": SCHEMA,
         "decaywatch_version": package_version(),
@@ -194,6 +236,7 @@ def build_manifest(
         "thresholds": [float(t) for t in thresholds],
         "events": sum(m["events"] for m in models.values()),
         "labeled": sum(m["labeled"] for m in models.values()),
+        **(label_events if any(s.delayed for s in streams) else {}),
         "models": models,
     }
 

@@ -49,7 +49,11 @@ The ``--models`` spec
 to the scenario's parameters, e.g.
 ``churn=lesson,fraud=sudden(from=0.9,to=0.6,at=20000),ads=stable``.  A bare
 ``NAME`` means ``NAME=stable``.  Every scenario takes ``label_ratio`` (default
-1.0), the fraction of events that carry a label.
+1.0), the fraction of events that carry a label, and ``label_delay`` (default:
+none, the label travels inside its prediction's event), how long after its
+prediction each label becomes known: a duration (``2d``) or
+``lognormal(median=3d,sigma=1)`` (see :mod:`producer.delay`), e.g.
+``churn=lesson(label_delay=lognormal(median=3d,sigma=1))``.
 """
 
 from __future__ import annotations
@@ -66,6 +70,8 @@ from types import MappingProxyType
 from typing import ClassVar
 
 import numpy as np
+
+from decaywatch.producer.delay import DelayError, LabelDelay, parse_delay
 
 __all__ = [
     "EVENTS_PER_WEEK",
@@ -157,6 +163,7 @@ class Scenario(ABC):
     name: ClassVar[str]
     PARAMS: ClassVar[Mapping[str, tuple[str, type]]]
     label_ratio: float
+    label_delay: LabelDelay | None
 
     @property
     def default_count(self) -> int:
@@ -193,9 +200,20 @@ class Scenario(ABC):
         sizes = [s.stop - s.start for s in self.segments(count)]
         return np.repeat(np.arange(len(sizes), dtype=np.int32), sizes)
 
-    def params(self) -> dict[str, int | float | None]:
-        """Every parameter by its spec name (defaults included): what the manifest records."""
-        return {spec_name: getattr(self, attr) for spec_name, (attr, _) in self.PARAMS.items()}
+    def params(self) -> dict[str, int | float | str | None]:
+        """Every parameter by its spec name (defaults included): what the manifest records.
+
+        ``label_delay`` is listed (as its spec text) only when given, so a run
+        without delayed labels records exactly what it did before they existed.
+        """
+        values: dict[str, int | float | str | None] = {}
+        for spec_name, (attr, _) in self.PARAMS.items():
+            value = getattr(self, attr)
+            if isinstance(value, LabelDelay):
+                values[spec_name] = str(value)
+            elif spec_name != "label_delay":
+                values[spec_name] = value
+        return values
 
     def spec(self) -> str:
         """The shortest spec text that parses back to this scenario (only non-default parameters)."""
@@ -227,6 +245,11 @@ def _check_probability(scenario: str, param: str, value: float) -> None:
         raise SpecError(f"{scenario}: {param} must be within [0, 1], got {_format_value(value)}")
 
 
+def _check_delay(scenario: str, delay: object) -> None:
+    if delay is not None and not isinstance(delay, LabelDelay):
+        raise SpecError(f"{scenario}: label_delay must be a LabelDelay (see parse_delay), got {delay!r}")
+
+
 def _check_count(count: object) -> None:
     if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
         raise SpecError(f"count must be a positive integer, got {count!r}")
@@ -240,13 +263,16 @@ class Stable(_ConceptDrift):
     PARAMS: ClassVar[Mapping[str, tuple[str, type]]] = {
         "accuracy": ("accuracy", float),
         "label_ratio": ("label_ratio", float),
+        "label_delay": ("label_delay", LabelDelay),
     }
     accuracy: float = 0.85
     label_ratio: float = 1.0
+    label_delay: LabelDelay | None = None
 
     def __post_init__(self) -> None:
         _check_probability(self.name, "accuracy", self.accuracy)
         _check_probability(self.name, "label_ratio", self.label_ratio)
+        _check_delay(self.name, self.label_delay)
 
     def population_accuracy(self, index: np.ndarray) -> np.ndarray:
         return np.full(len(index), self.accuracy, dtype=np.float64)
@@ -265,16 +291,19 @@ class Sudden(_ConceptDrift):
         "to": ("end_accuracy", float),
         "at": ("at", int),
         "label_ratio": ("label_ratio", float),
+        "label_delay": ("label_delay", LabelDelay),
     }
     start_accuracy: float = 0.85
     end_accuracy: float = 0.65
     at: int | None = None
     label_ratio: float = 1.0
+    label_delay: LabelDelay | None = None
 
     def __post_init__(self) -> None:
         _check_probability(self.name, "from", self.start_accuracy)
         _check_probability(self.name, "to", self.end_accuracy)
         _check_probability(self.name, "label_ratio", self.label_ratio)
+        _check_delay(self.name, self.label_delay)
         if self.at is not None and self.at < 0:
             raise SpecError(f"sudden: at must be >= 0, got {self.at}")
 
@@ -320,17 +349,20 @@ class Gradual(_ConceptDrift):
         "start": ("start", int),
         "span": ("span", int),
         "label_ratio": ("label_ratio", float),
+        "label_delay": ("label_delay", LabelDelay),
     }
     start_accuracy: float = 0.85
     end_accuracy: float = 0.65
     start: int | None = None
     span: int | None = None
     label_ratio: float = 1.0
+    label_delay: LabelDelay | None = None
 
     def __post_init__(self) -> None:
         _check_probability(self.name, "from", self.start_accuracy)
         _check_probability(self.name, "to", self.end_accuracy)
         _check_probability(self.name, "label_ratio", self.label_ratio)
+        _check_delay(self.name, self.label_delay)
         if self.start is not None and self.start < 0:
             raise SpecError(f"gradual: start must be >= 0, got {self.start}")
         if self.span is not None and self.span < 1:
@@ -412,6 +444,7 @@ class Lesson(Scenario):
         "from": ("start_accuracy", float),
         "to": ("end_accuracy", float),
         "label_ratio": ("label_ratio", float),
+        "label_delay": ("label_delay", LabelDelay),
     }
     BOUNDARY: ClassVar[float] = 0.5
     BASE_MEAN: ClassVar[float] = 0.5
@@ -422,11 +455,13 @@ class Lesson(Scenario):
     start_accuracy: float = 0.85
     end_accuracy: float = 0.65
     label_ratio: float = 1.0
+    label_delay: LabelDelay | None = None
 
     def __post_init__(self) -> None:
         _check_probability(self.name, "from", self.start_accuracy)
         _check_probability(self.name, "to", self.end_accuracy)
         _check_probability(self.name, "label_ratio", self.label_ratio)
+        _check_delay(self.name, self.label_delay)
         cal = self.calibration
         lowest = min(cal.a0, cal.a0 - cal.slope * (1.0 - self.BOUNDARY))
         highest = max(cal.a0, cal.a0 - cal.slope * (1.0 - self.BOUNDARY))
@@ -557,7 +592,12 @@ def _split_top_level(text: str) -> list[str]:
     return parts
 
 
-def _parse_value(scenario: str, param: str, raw: str, kind: type) -> int | float:
+def _parse_value(scenario: str, param: str, raw: str, kind: type) -> int | float | LabelDelay:
+    if kind is LabelDelay:
+        try:
+            return parse_delay(raw)
+        except DelayError as exc:
+            raise SpecError(f"{scenario}: {param}: {exc}") from None
     try:
         if kind is int:
             try:
@@ -586,10 +626,10 @@ def _parse_scenario(text: str) -> Scenario:
         close = difflib.get_close_matches(name, SCENARIOS, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise SpecError(f"unknown scenario {name!r} (known: {', '.join(sorted(SCENARIOS))}){hint}")
-    kwargs: dict[str, int | float] = {}
+    kwargs: dict[str, int | float | LabelDelay] = {}
     seen: set[str] = set()
     if body is not None and body.strip():
-        for item in body.split(","):
+        for item in _split_top_level(body):  # label_delay=lognormal(median=3d,sigma=1) holds commas
             key, sep, raw = item.partition("=")
             key, raw = key.strip(), raw.strip()
             if not sep or not key or not raw:

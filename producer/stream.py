@@ -8,6 +8,11 @@ apart buys two properties tests rely on: a run of ``count`` events is a prefix
 of a longer run (event ``i``'s draws never depend on how many follow), and
 changing ``label_ratio`` hides labels without changing a single prediction.
 
+With a ``label_delay``, a fourth child generator (drawn after the other three,
+so predictions and labels stay what they were without a delay) gives each
+event the time its label becomes known, and the stream's :class:`Timeline`
+lists predictions and label events together in event-time order.
+
 The toy model is the lesson's: it predicts ``x > 0.5``, and its score (its
 probability for class 1) is a logistic of ``x`` around that boundary.  The
 logistic rather than ``x`` itself keeps scores strictly inside (0, 1), so a
@@ -19,6 +24,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -28,6 +34,7 @@ __all__ = [
     "BOUNDARY",
     "SCORE_TEMPERATURE",
     "SyntheticStream",
+    "Timeline",
     "generate",
     "generate_all",
     "interleave",
@@ -42,6 +49,26 @@ SCORE_TEMPERATURE = 0.1
 
 _ABOVE_HALF = float(np.nextafter(0.5, 1.0))
 
+LABEL_TS_DECIMALS = 3
+"""Label times are rounded to the millisecond: short JSON numbers, and what an RFC 3339 ``ts`` would carry."""
+
+
+@dataclass(frozen=True, eq=False)
+class Timeline:
+    """One model's records in the order they happen: each prediction, and each label event once its label is known.
+
+    Record ``r`` belongs to event ``event[r]``; ``is_label[r]`` says whether it
+    is that event's label event (else its prediction); ``ts[r]`` is when it
+    happens.  A label known at the very time of a prediction comes after it.
+    """
+
+    event: np.ndarray
+    is_label: np.ndarray
+    ts: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.event)
+
 
 @dataclass(frozen=True, eq=False)
 class SyntheticStream:
@@ -53,7 +80,9 @@ class SyntheticStream:
     true probability that each prediction is right given its input;
     ``population_accuracy`` is the scenario's noise-free curve (the same before
     the input was drawn).  ``segment`` numbers the scenario's segments (for
-    ``lesson``, the week).
+    ``lesson``, the week).  ``label_ts`` is ``None`` when labels travel inside
+    their predictions; with a label delay it holds, for *every* event, when its
+    label becomes known (only the ``labeled`` ones are ever sent).
     """
 
     model: str
@@ -66,6 +95,7 @@ class SyntheticStream:
     expected_accuracy: np.ndarray
     population_accuracy: np.ndarray
     segment: np.ndarray
+    label_ts: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         columns = self._columns()
@@ -86,7 +116,7 @@ class SyntheticStream:
             "expected_accuracy": self.expected_accuracy,
             "population_accuracy": self.population_accuracy,
             "segment": self.segment,
-        }
+        } | ({} if self.label_ts is None else {"label_ts": self.label_ts})
 
     def __len__(self) -> int:
         return len(self.prediction)
@@ -95,6 +125,34 @@ class SyntheticStream:
     def correct(self) -> np.ndarray:
         """Whether each prediction is right (for every event, labeled or not)."""
         return np.asarray(self.prediction == self.label, dtype=np.bool_)
+
+    @property
+    def delayed(self) -> bool:
+        """Labels come as separate label events (the scenario had a ``label_delay``)."""
+        return self.label_ts is not None
+
+    @property
+    def label_delay(self) -> np.ndarray:
+        """Seconds from each event's prediction to its label (zeros when labels are inline)."""
+        if self.label_ts is None:
+            return np.zeros(len(self), dtype=np.float64)
+        return np.asarray(self.label_ts - self.ts, dtype=np.float64)
+
+    @cached_property
+    def timeline(self) -> Timeline:
+        """Predictions and label events merged by time (one stable argsort); just the predictions when inline."""
+        n = len(self)
+        if self.label_ts is None:
+            return Timeline(np.arange(n, dtype=np.int64), np.zeros(n, dtype=np.bool_), self.ts)
+        sent = np.flatnonzero(self.labeled)
+        ts = np.concatenate((self.ts, self.label_ts[sent]))
+        order = np.argsort(ts, kind="stable")  # predictions come first in the concatenation: they win ties
+        event = np.concatenate((np.arange(n, dtype=np.int64), sent.astype(np.int64)))[order]
+        is_label = np.concatenate((np.zeros(n, dtype=np.bool_), np.ones(len(sent), dtype=np.bool_)))[order]
+        timeline = Timeline(event, is_label, ts[order])
+        for column in (timeline.event, timeline.is_label, timeline.ts):
+            column.setflags(write=False)
+        return timeline
 
 
 def _score(x: np.ndarray, prediction: np.ndarray) -> np.ndarray:
@@ -123,18 +181,25 @@ def generate(spec: ModelSpec, rng: np.random.Generator, count: int | None = None
     correct = truth_rng.random(n) < expected
     label = np.where(correct, prediction, 1 - prediction).astype(np.int8)
     labeled = label_rng.random(n) < scenario.label_ratio
+    ts = event_times(n)
+    label_ts = None
+    if scenario.label_delay is not None:
+        delay_rng = np.random.default_rng(int(rng.integers(0, 2**63)))
+        known = np.round(ts + scenario.label_delay.sample(delay_rng, n), LABEL_TS_DECIMALS)
+        label_ts = np.maximum(known, ts)  # rounding must not put a label before its prediction
 
     return SyntheticStream(
         model=spec.model,
         prediction=prediction,
         label=label,
         labeled=labeled,
-        ts=event_times(n),
+        ts=ts,
         score=_score(x, prediction),
         x=x,
         expected_accuracy=np.asarray(expected, dtype=np.float64),
         population_accuracy=np.asarray(scenario.population_accuracy(index), dtype=np.float64),
         segment=scenario.segment_ids(n),
+        label_ts=label_ts,
     )
 
 
@@ -164,16 +229,19 @@ def generate_all(specs: Sequence[ModelSpec], seed: int, count: int | None = None
 
 
 def interleave(streams: Sequence[SyntheticStream]) -> tuple[np.ndarray, np.ndarray]:
-    """The merged order of all streams' events by event time: ``(stream_index, event_index)`` arrays.
+    """The merged order of all streams' records by time: ``(stream_index, record_index)`` arrays.
 
-    A stable sort, so simultaneous events keep the order of ``streams`` and each
-    stream's own order: the publisher sends one realistic mixed stream, and
-    every model's events still arrive in event-time order.
+    ``record_index`` indexes each stream's :attr:`~SyntheticStream.timeline`:
+    with inline labels, its events; with delayed labels, its predictions and
+    label events together.  A stable sort, so simultaneous records keep the
+    order of ``streams`` and each stream's own order: the publisher sends one
+    realistic mixed stream, and every model's records still arrive in time order.
     """
     if not streams:
         return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.int64)
-    lengths = np.array([len(s) for s in streams], dtype=np.int64)
+    timelines = [s.timeline for s in streams]
+    lengths = np.array([len(t) for t in timelines], dtype=np.int64)
     offsets = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-    order = np.argsort(np.concatenate([s.ts for s in streams]), kind="stable")
+    order = np.argsort(np.concatenate([t.ts for t in timelines]), kind="stable")
     stream_index = np.repeat(np.arange(len(streams), dtype=np.intp), lengths)[order]
     return stream_index, order - offsets[stream_index]

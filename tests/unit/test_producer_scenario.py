@@ -82,7 +82,7 @@ def test_integer_params_accept_integral_floats_and_underscores() -> None:
         ("a=sudden)at=5(", r"unbalanced '\)' at position 8"),
         ("a=sudenn", "unknown scenario 'sudenn'.*did you mean 'sudden'"),
         ("a=nonsense", r"known: gradual, lesson, stable, sudden"),
-        ("a=sudden(speed=3)", "model 'a': sudden: unknown parameter 'speed' \\(known: from, to, at, label_ratio\\)"),
+        ("a=sudden(speed=3)", "model 'a': sudden: unknown parameter 'speed' \\(known: from, to, at, label_ratio, label_delay\\)"),
         ("a=sudden(at)", "expected k=v, got 'at'"),
         ("a=sudden(at=)", "expected k=v"),
         ("a=sudden(at=1,at=2)", "'at' given twice"),
