@@ -41,7 +41,11 @@ models spec: NAME[=SCENARIO[(k=v,...)]], comma separated; a bare NAME plays 'sta
   gradual  accuracy ramps down over 'span' events      params: from=0.85, to=0.65, start=count/4,
                                                                span=count/2, label_ratio
   label_ratio (default 1.0) is the fraction of events that carry a label.
+  label_delay (every scenario; default: labels inside their predictions) sends each label as a
+           separate label event {model, event_id, label, ts} this long after its prediction:
+           a duration (2d, 12h, 90m) or lognormal(median=3d,sigma=1); --labels-topic routes them.
 example: --models 'churn=lesson,fraud=sudden(from=0.9,to=0.6,at=20000),ads=stable'
+         --models 'churn=lesson(label_delay=lognormal(median=3d,sigma=1)),fraud=stable(label_delay=30d)'
 """
 
 
@@ -59,6 +63,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     add_kafka_arguments(parser)  # no environment here: run() resolves the flags against the one it is given
     parser.add_argument("--topic", default=DEFAULT_TOPIC, help=f"topic to send to (default: {DEFAULT_TOPIC})")
+    parser.add_argument(
+        "--labels-topic",
+        metavar="TOPIC",
+        help=(
+            "send the label events of models with a label_delay to this topic, keyed by model id like the "
+            "predictions (create it with the predictions topic's partition count); default: the --topic"
+        ),
+    )
     parser.add_argument(
         "--models",
         default=DEFAULT_MODELS,
@@ -153,7 +165,7 @@ def _produce(
     clock: Callable[[], float],
     sleep: Callable[[float], None],
 ) -> int:
-    from decaywatch.producer.encode import encode_records
+    from decaywatch.producer.encode import routed_records
     from decaywatch.producer.manifest import build_manifest, write_manifest
     from decaywatch.producer.publisher import JsonLinesSender, make_kafka_producer, publish
     from decaywatch.producer.scenario import SpecError, parse_models
@@ -165,6 +177,10 @@ def _produce(
         raise SpecError(f"--rate must be a positive number of events per second, got {args.rate}")
     if args.seed < 0:
         raise SpecError(f"--seed must be a non-negative integer, got {args.seed}")
+    if args.labels_topic is not None and args.jsonl:
+        raise SpecError("--labels-topic has no effect with --jsonl: the file holds predictions and label events in time order")
+    if args.labels_topic is not None and not args.labels_topic.strip():
+        raise SpecError("--labels-topic must name a topic")
     specs = parse_models(args.models)
     started = clock()
     streams = generate_all(specs, args.seed, args.count)
@@ -172,17 +188,21 @@ def _produce(
     generated = clock() - started
     if args.manifest:
         write_manifest(args.manifest, manifest)
-    records = encode_records(streams, interleave(streams))
+    records = routed_records(streams, interleave(streams), args.topic, args.labels_topic)
     report_to = stderr if args.jsonl == "-" else stdout
     kafka = kafka_client_config(args, environ=environ)
     bootstrap = ",".join(kafka["bootstrap_servers"])
 
+    label_events = int(manifest.get("label_events", 0))
+    labels_to = f"topic {args.labels_topic or args.topic!r}"
     if args.dry_run:
         total = manifest["events"]
         print(f"dry run: would send {total} events to topic {args.topic!r} at {bootstrap}", file=report_to)
+        if label_events:
+            print(f"  and {label_events} label events to {labels_to}", file=report_to)
         _print_models(manifest, report_to)
-        print(f"first {min(SAMPLE_EVENTS, total)} events:", file=report_to)
-        for _, (key, value) in zip(range(SAMPLE_EVENTS), records, strict=False):
+        print(f"first {min(SAMPLE_EVENTS, total + label_events)} records:", file=report_to)
+        for _, (key, value, _topic) in zip(range(SAMPLE_EVENTS), records, strict=False):
             print(f"  {key.decode()}: {value.decode()}", file=report_to)
         _print_manifest_path(args.manifest, report_to)
         return 0
@@ -208,6 +228,9 @@ def _produce(
         f"({report.events_per_second:,.0f} events/s; generated in {generated:.2f} s)",
         file=report_to,
     )
+    if label_events:
+        where = labels_to if args.labels_topic and not args.jsonl else "them"
+        print(f"  of which {label_events} label events (to {where})", file=report_to)
     _print_models(manifest, report_to, sent=report.per_model)
     _print_manifest_path(args.manifest, report_to)
     if report.failed:
@@ -225,10 +248,12 @@ def _print_models(manifest: Mapping[str, Any], out: IO[str], sent: Mapping[str, 
     width = max(len(name) for name in manifest["models"])
     for name, model in manifest["models"].items():
         first, last = model["segments"][0], model["segments"][-1]
-        events = model["events"] if sent is None else sent.get(name, 0)
+        label_events = model["labels"]["label_events"] if "labels" in model else 0
+        events = model["events"] if sent is None else sent.get(name, 0) - label_events  # publish counts every record
+        delay = f" (labels {model['labels']['delay']['spec']} later)" if "labels" in model else ""
         line = (
             f"  {name:<{width}}  {model['spec'].partition('=')[2]}: {events} events, "
-            f"{model['labeled']} labeled, expected accuracy "
+            f"{model['labeled']} labeled{delay}, expected accuracy "
             f"{first['population_accuracy']:.3f} -> {last['population_accuracy']:.3f}"
         )
         for threshold, hit in model["first_below"].items():

@@ -10,6 +10,11 @@ Throughput rules: never flush per message (the producer batches; a flush per
 send would make every event a round trip), flush once at the end; pace with
 the injected clock by sleeping once per chunk of events rather than per event.
 
+A record is ``(key, value)``, sent to the call's topic, or ``(key, value,
+topic)``, sent to its own: label events can go to a labels topic through the
+same producer, so they share its partitioner (keyed by model id, a model's
+labels land in the same partition number as its predictions).
+
 Record timestamps are deliberately left to the producer (wall-clock time):
 the event time travels in the payload's ``ts``.  Stamping records with 2024
 event times would let the broker's time-based retention delete them on
@@ -33,6 +38,7 @@ __all__ = [
     "JsonLinesSender",
     "PublishError",
     "PublishReport",
+    "Record",
     "Sender",
     "describe_error",
     "make_kafka_producer",
@@ -45,6 +51,10 @@ MAX_CHUNK = 1000
 
 MAX_ERRORS_KEPT = 5
 """Distinct delivery error messages kept for the report; the count covers them all."""
+
+
+Record = tuple[bytes | None, bytes] | tuple[bytes | None, bytes, str]
+"""``(key, value)`` for the call's topic, or ``(key, value, topic)``."""
 
 
 class DeliveryFuture(Protocol):
@@ -75,13 +85,15 @@ class PublishReport:
 
     ``failed`` counts records whose delivery future reported an error (by the
     time ``flush`` returned); ``flush_error`` is set when the final flush itself
-    failed or timed out, in which case some outcomes are unknown.
+    failed or timed out, in which case some outcomes are unknown.  ``topic`` is
+    the call's topic; ``per_topic`` counts the records sent to each topic.
     """
 
     topic: str
     per_model: dict[str, int]
     total: int
     seconds: float
+    per_topic: dict[str, int] = field(default_factory=dict)
     failed: int = 0
     failed_per_model: dict[str, int] = field(default_factory=dict)
     errors: tuple[str, ...] = ()
@@ -139,7 +151,7 @@ def _model_name(key: bytes | None) -> str:
 
 
 def publish(
-    records: Iterable[tuple[bytes | None, bytes]],
+    records: Iterable[Record],
     sender: Sender,
     topic: str,
     rate: float | None = None,
@@ -148,7 +160,7 @@ def publish(
     *,
     flush_timeout: float | None = 60.0,
 ) -> PublishReport:
-    """Send every ``(key, value)`` record to ``topic``, at most ``rate`` events/s overall, then flush once.
+    """Send every ``(key, value)`` record to ``topic`` (a ``(key, value, topic)`` one to its own), at most ``rate`` events/s overall, then flush once.
 
     Pacing: after every :func:`pacing_chunk` events, sleep until ``n / rate``
     seconds (by ``clock``) have passed since the start; no sleep when running
@@ -162,16 +174,20 @@ def publish(
     chunk = pacing_chunk(rate) if rate is not None else 0
     failures = _Failures()
     counts: dict[bytes | None, int] = {}
+    per_topic: dict[str, int] = {}
     sent = 0
     slept = 0.0
     start = clock()
-    for key, value in records:
+    for record in records:
+        key, value = record[0], record[1]
+        target = record[2] if len(record) == 3 else topic
         try:
-            future = sender.send(topic, key=key, value=value)
+            future = sender.send(target, key=key, value=value)
         except Exception as exc:
-            raise PublishError(f"sending event {sent + 1} to {topic!r} failed: {describe_error(exc)}", sent) from exc
+            raise PublishError(f"sending event {sent + 1} to {target!r} failed: {describe_error(exc)}", sent) from exc
         future.add_errback(failures, key)
         counts[key] = counts.get(key, 0) + 1
+        per_topic[target] = per_topic.get(target, 0) + 1
         sent += 1
         if chunk and rate is not None and sent % chunk == 0:  # chunk is 0 without a rate
             ahead = sent / rate - (clock() - start)
@@ -191,6 +207,7 @@ def publish(
         per_model={_model_name(k): n for k, n in counts.items()},
         total=sent,
         seconds=seconds,
+        per_topic=per_topic,
         failed=failed,
         failed_per_model={_model_name(k): n for k, n in failed_per_key.items()},
         errors=messages,

@@ -120,6 +120,44 @@ def test_sends_to_kafka_interleaved_and_reports(tmp_path: Path) -> None:
     assert run.err == ""
 
 
+def test_labels_topic_gets_the_label_events_keyed_like_the_predictions(tmp_path: Path) -> None:
+    run = Run(
+        "--models",
+        "a=stable(label_delay=1h,label_ratio=0.5),b=lesson",
+        "--count",
+        "300",
+        "--labels-topic",
+        "labels",
+        "--manifest",
+        str(tmp_path / "m.json"),
+    )
+    assert run.code == 0, run.err
+    by_topic: dict[str, list[dict[str, Any]]] = {"predictions": [], "labels": []}
+    for topic, key, value in run.producer.sent:
+        event = orjson.loads(value or b"")
+        assert key == event["model"].encode()
+        by_topic[topic].append(event)
+    assert len(by_topic["predictions"]) == 600 and all("prediction" in e for e in by_topic["predictions"])
+    assert all("label" not in e for e in by_topic["predictions"] if e["model"] == "a")
+    labels = by_topic["labels"]
+    assert labels and all(set(e) == {"model", "event_id", "label", "ts"} and e["model"] == "a" for e in labels)
+    manifest = orjson.loads((tmp_path / "m.json").read_bytes())
+    assert len(labels) == manifest["models"]["a"]["labels"]["label_events"] == manifest["label_events"]
+    assert f"sent {600 + len(labels)} events to topic 'predictions' at 127.0.0.1:9092" in run.out
+    assert f"of which {len(labels)} label events (to topic 'labels')" in run.out
+    assert "a  stable(label_ratio=0.5,label_delay=1h): 300 events, " in run.out and "labeled (labels 1h later)" in run.out
+
+
+def test_without_labels_topic_label_events_share_the_predictions_topic() -> None:
+    run = Run("--models", "a=stable(label_delay=0s)", "--count", "3", "--dry-run")
+    assert run.code == 0, run.err
+    assert "would send 3 events to topic 'predictions'" in run.out and "and 3 label events to topic 'predictions'" in run.out
+    sample = [orjson.loads(line.split(": ", 1)[1]) for line in run.out.splitlines() if line.startswith("  a: {")]
+    assert ["prediction" in e for e in sample] == [True, False, True]
+    sent = Run("--models", "a=stable(label_delay=0s)", "--count", "3").producer.sent
+    assert [topic for topic, _, _ in sent] == ["predictions"] * 6
+
+
 @pytest.mark.parametrize(
     ("argv", "environ", "expected"),
     [
@@ -194,6 +232,18 @@ def _one_line(err: str) -> str:
         (("--seed", "-1"), "--seed must be a non-negative integer"),
         (("--models", "m", "--count", "5", "--manifest", "/nonexistent-dir/m.json"), "No such file or directory"),
         (("--models", "m", "--count", "5", "--jsonl", "/nonexistent-dir/e.jsonl"), "No such file or directory"),
+        (
+            ("--models", "a=stable(label_delay=2d)", "--jsonl", "-", "--labels-topic", "l"),
+            "--labels-topic has no effect with --jsonl",
+        ),
+        (("--models", "a=stable(label_delay=2d)", "--labels-topic", " "), "--labels-topic must name a topic"),
+        (
+            (
+                "--models",
+                "a=stable(label_delay=later)",
+            ),
+            "model 'a': stable: label_delay: 'later' is not a duration",
+        ),
     ],
 )
 def test_errors_are_one_line_and_exit_1(argv: tuple[str, ...], message: str) -> None:

@@ -16,6 +16,7 @@ from decaywatch.producer.publisher import (
     JsonLinesSender,
     PublishError,
     PublishReport,
+    Record,
     describe_error,
     make_kafka_producer,
     pacing_chunk,
@@ -109,10 +110,31 @@ def test_sends_everything_in_order_and_flushes_once_at_the_end() -> None:
     assert {topic for topic, _, _ in sender.sent} == {"predictions"}
     assert sender.flushes == [60.0]
     assert clock.sleeps == []  # unpaced: never sleeps
-    assert report == PublishReport(topic="predictions", per_model={"a": 1250, "b": 1250}, total=2500, seconds=report.seconds)
+    assert report == PublishReport(
+        topic="predictions",
+        per_model={"a": 1250, "b": 1250},
+        total=2500,
+        seconds=report.seconds,
+        per_topic={"predictions": 2500},
+    )
     assert report.seconds == pytest.approx(2.5)
     assert report.events_per_second == pytest.approx(1000.0)
     assert report.ok
+
+
+def test_a_record_that_names_a_topic_goes_there_through_the_same_sender() -> None:
+    clock = FakeClock()
+    sender = FakeSender(clock)
+    mixed: list[Record] = [(b"a", b"p0"), (b"a", b"l0", "labels"), (b"b", b"p1", "predictions"), (b"b", b"l1", "labels")]
+    report = publish(mixed, sender, "predictions", None, clock, clock.sleep)
+    assert sender.sent == [
+        ("predictions", b"a", b"p0"),
+        ("labels", b"a", b"l0"),
+        ("predictions", b"b", b"p1"),
+        ("labels", b"b", b"l1"),
+    ]
+    assert report.per_topic == {"predictions": 2, "labels": 2}
+    assert report.per_model == {"a": 2, "b": 2} and report.total == 4 and sender.flushes == [60.0]
 
 
 def test_paces_to_the_rate_sleeping_once_per_chunk() -> None:
