@@ -8,6 +8,10 @@ fires, and ends with the lesson's verdict per model.
 
 Unless ``--bootstrap-servers`` names a broker, the demo starts a throwaway
 local one (fresh data, free ports) and stops it at the end.
+
+``--label-delay 3d`` (or ``lognormal(median=3d,sigma=1)``) plays the case the
+lesson's owners actually had: each label comes as its own label event that
+long after its prediction, on the same topic, and the monitor must join them.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from decaywatch.shared.logs import configure_logging
 if TYPE_CHECKING:  # the service and the core need numpy and kafka-python: imported when the demo runs
     from decaywatch.monitor.config import MonitorConfig
     from decaywatch.monitor.snapshot import ModelSnapshot
+    from decaywatch.producer.scenario import ModelSpec
 
 DEFAULT_MODELS = "churn-model=lesson,fraud-model=stable(accuracy=0.86)"
 BAD_EVENTS = (
@@ -52,6 +57,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--rate", type=float, default=20000.0, help="events per second over all models (default 20000)")
     parser.add_argument("--metrics-port", type=int, default=0, help="port for /metrics (default 0: a free one, printed)")
     parser.add_argument("--no-bad-events", action="store_true", help="do not slip malformed events into the stream")
+    parser.add_argument(
+        "--label-delay",
+        metavar="DELAY",
+        help=(
+            "send each label as a separate label event this long after its prediction (a duration such as 3d, "
+            "or lognormal(median=3d,sigma=1)), for every model whose spec sets no label_delay of its own; "
+            "default: labels inside their predictions"
+        ),
+    )
     parser.set_defaults(run=run)
     return parser
 
@@ -63,10 +77,38 @@ def lesson_config() -> MonitorConfig:
     return MonitorConfig(ModelPolicy(baseline=0.85, baseline_date="2024-01-01", threshold=0.1, windows=(1000, 10000)))
 
 
+def demo_specs(models: str, label_delay: str | None) -> list[ModelSpec]:
+    """The demo's models, each given ``label_delay`` unless its own spec sets one.
+
+    Raises :class:`~decaywatch.producer.scenario.SpecError` for a bad spec or delay,
+    before anything is started.
+    """
+    from decaywatch.producer.delay import DelayError, parse_delay
+    from decaywatch.producer.scenario import ModelSpec, SpecError, parse_models
+
+    specs = parse_models(models)
+    if label_delay is None:
+        return specs
+    try:
+        delay = parse_delay(label_delay)
+    except DelayError as exc:
+        raise SpecError(f"--label-delay: {exc}") from None
+    return [
+        spec if spec.scenario.label_delay is not None else ModelSpec(spec.model, spec.scenario.with_label_delay(delay))
+        for spec in specs
+    ]
+
+
 def run(args: argparse.Namespace) -> int:
     from decaywatch.consumer.runtime import MonitorRuntime, MonitorSettings
+    from decaywatch.producer.scenario import SpecError
     from decaywatch.table import LiveTable
 
+    try:
+        specs = demo_specs(args.models, args.label_delay)
+    except SpecError as exc:
+        print(f"decaywatch demo: error: {exc}", file=sys.stderr)
+        return 2
     configure_logging("text", logging.WARNING)
     logging.getLogger("decaywatch.consumer.sinks").setLevel(logging.ERROR)  # the demo prints alerts itself
     started = time.monotonic()
@@ -78,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         bootstrap = args.bootstrap_servers or _start_local_kafka(stack, out)
         topic = "predictions"
         _create_topics(bootstrap, [topic, "model-alerts", "predictions-dlq"])
-        records, expected, models = _records(args)
+        records, expected, models = _records(specs, args.seed, not args.no_bad_events)
         settings = MonitorSettings(
             kafka={"bootstrap_servers": bootstrap.split(",")},
             topic=topic,
@@ -92,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
         runtime.service.on_alert = lambda event: table.alert(_alert_line(event))
         out.write(f"metrics: {runtime.http.url()}   (also /models, /healthz, /readyz)\n")
         out.write(f"streaming {expected:,} events for {', '.join(models)} at {args.rate:,.0f} events/s ...\n\n")
+        if args.label_delay is not None:
+            out.write(f"(labels come as separate label events, {args.label_delay} after their predictions)\n\n")
         out.flush()
         producer = _Publisher(bootstrap, topic, records, args.rate)
         producer.start()
@@ -182,17 +226,20 @@ def _create_topics(bootstrap: str, topics: list[str]) -> None:
         admin.close()
 
 
-def _records(args: argparse.Namespace) -> tuple[Iterator[tuple[bytes, bytes]], int, list[str]]:
-    """The demo's stream: every model over the lesson's time span, with a few bad events slipped in."""
+def _records(
+    specs: list[ModelSpec], seed: int, bad_events: bool, count: int | None = None
+) -> tuple[Iterator[tuple[bytes, bytes]], int, list[str]]:
+    """The demo's stream, label events included, with a few bad events slipped in.
+
+    ``count`` events per model; by default the longest scenario's natural length (the lesson's time span).
+    """
     from decaywatch.producer.encode import encode_records
-    from decaywatch.producer.scenario import parse_models
     from decaywatch.producer.stream import generate_all, interleave
 
-    specs = parse_models(args.models)
-    count = max(spec.scenario.default_count for spec in specs)
-    streams = generate_all(specs, args.seed, count)
-    total = sum(len(s) for s in streams)
-    bad = () if args.no_bad_events else BAD_EVENTS
+    count = max(spec.scenario.default_count for spec in specs) if count is None else count
+    streams = generate_all(specs, seed, count)
+    total = sum(len(s.timeline) for s in streams)
+    bad = BAD_EVENTS if bad_events else ()
     spacing = max(1, total // (len(bad) + 1))
 
     def records() -> Iterator[tuple[bytes, bytes]]:

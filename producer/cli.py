@@ -229,8 +229,8 @@ def _produce(
         file=report_to,
     )
     if label_events:
-        where = labels_to if args.labels_topic and not args.jsonl else "them"
-        print(f"  of which {label_events} label events (to {where})", file=report_to)
+        where = "in the same output, in time order" if args.jsonl else f"to {labels_to}"
+        print(f"  of which {label_events} label events ({where})", file=report_to)
     _print_models(manifest, report_to, sent=report.per_model)
     _print_manifest_path(args.manifest, report_to)
     if report.failed:

@@ -67,7 +67,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from types import MappingProxyType
-from typing import ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 
@@ -199,6 +199,11 @@ class Scenario(ABC):
         """Each event's position in :meth:`segments` (int32), so streams can be grouped without the scenario."""
         sizes = [s.stop - s.start for s in self.segments(count)]
         return np.repeat(np.arange(len(sizes), dtype=np.int32), sizes)
+
+    def with_label_delay(self, delay: LabelDelay | None) -> Scenario:
+        """This scenario with its labels ``delay`` after their predictions (as a command-wide default sets it)."""
+        changed: Scenario = dataclasses.replace(cast("Any", self), label_delay=delay)  # every subclass is a dataclass
+        return changed
 
     def params(self) -> dict[str, int | float | str | None]:
         """Every parameter by its spec name (defaults included): what the manifest records.
