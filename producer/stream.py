@@ -143,13 +143,14 @@ class SyntheticStream:
         """Predictions and label events merged by time (one stable argsort); just the predictions when inline."""
         n = len(self)
         if self.label_ts is None:
-            return Timeline(np.arange(n, dtype=np.int64), np.zeros(n, dtype=np.bool_), self.ts)
-        sent = np.flatnonzero(self.labeled)
-        ts = np.concatenate((self.ts, self.label_ts[sent]))
-        order = np.argsort(ts, kind="stable")  # predictions come first in the concatenation: they win ties
-        event = np.concatenate((np.arange(n, dtype=np.int64), sent.astype(np.int64)))[order]
-        is_label = np.concatenate((np.zeros(n, dtype=np.bool_), np.ones(len(sent), dtype=np.bool_)))[order]
-        timeline = Timeline(event, is_label, ts[order])
+            timeline = Timeline(np.arange(n, dtype=np.int64), np.zeros(n, dtype=np.bool_), self.ts)
+        else:
+            sent = np.flatnonzero(self.labeled)
+            ts = np.concatenate((self.ts, self.label_ts[sent]))
+            order = np.argsort(ts, kind="stable")  # predictions come first in the concatenation: they win ties
+            event = np.concatenate((np.arange(n, dtype=np.int64), sent.astype(np.int64)))[order]
+            is_label = np.concatenate((np.zeros(n, dtype=np.bool_), np.ones(len(sent), dtype=np.bool_)))[order]
+            timeline = Timeline(event, is_label, ts[order])
         for column in (timeline.event, timeline.is_label, timeline.ts):
             column.setflags(write=False)
         return timeline

@@ -130,6 +130,9 @@ def test_a_delay_changes_no_prediction_and_no_label() -> None:
     for name, column in inline._columns().items():
         np.testing.assert_array_equal(column, delayed._columns()[name], err_msg=name)
     assert inline.label_ts is None and delayed.label_ts is not None
+    for stream in (inline, delayed):  # the timeline is as read-only as the columns it orders
+        with pytest.raises(ValueError, match="read-only"):
+            stream.timeline.event[0] = 1
 
 
 # --- with a delay ---------------------------------------------------------------------------------
