@@ -71,7 +71,7 @@ def add_service_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str
         help="HTTP port for /metrics, /healthz, /readyz, /models (0 = pick a free one and print it)",
     )
     group.add_argument("--metrics-addr", default=_env(env, "--metrics-addr", "0.0.0.0"), help="HTTP bind address")
-    group.add_argument("--batch-size", type=int, default=int(_env(env, "--batch-size", "5000")), help="most records per poll")
+    group.add_argument("--batch-size", type=int, default=int(_env(env, "--batch-size", "50000")), help="most records per poll")
     group.add_argument(
         "--log-format", choices=("text", "json"), default=_env(env, "--log-format", "text"), help="log line format"
     )

@@ -42,7 +42,10 @@ class MonitorSettings:
     group: str = "decaywatch-monitor"
     metrics_addr: str = "0.0.0.0"
     metrics_port: int = 9464
-    batch_size: int = 5000
+    batch_size: int = 50_000
+    """Most records per poll.  A poll returns what has arrived, so at a steady rate batches stay small and latency
+    low; in a backlog, large batches spread the per-model work of a batch over many events (with 1,000 models on a
+    topic, the core handled about 17,000 events/s in polls of 5,000 and about 90,000 in polls of 75,000)."""
     config: MonitorConfig = field(default_factory=MonitorConfig)
     alertmanager_urls: tuple[str, ...] = ()
     """Push alert events straight to these Alertmanagers (API v2), besides the alerts topic."""

@@ -119,13 +119,13 @@ class RebalanceRecorder:
         return drained
 
 
-FETCH_SIZES: dict[str, int] = {"max_partition_fetch_bytes": 4 << 20, "fetch_max_bytes": 64 << 20}
-"""Fetch sizes for a backlog (a ``[kafka]`` table or flag overrides them).
+FETCH_SIZES: dict[str, int] = {"max_partition_fetch_bytes": 8 << 20, "fetch_max_bytes": 64 << 20}
+"""Fetch sizes for a backlog: enough for a poll of 50,000 events of about 160 bytes from one partition.
 
-kafka-python's defaults (1 MiB per partition) fetch about 6,000 events of 160
-bytes per round trip, so a poll of 5,000 waits on the network nearly every
-time: raw consumption measured 53-60k events/s with them and 75-82k with
-these on one local broker (``python -m tests.benchmarks.bench_throughput``).
+kafka-python's defaults (1 MiB per partition) fetch about 6,000 such events
+per round trip, so a large poll waits on the network nearly every time: raw
+consumption measured 53-60k events/s with them and 75-82k with 4 MiB on one
+local broker (``python -m tests.benchmarks.bench_throughput``).
 """
 
 
