@@ -11,6 +11,9 @@ Read from a TOML document (``decaywatch monitor --config FILE``)::
     windows = [1000, 10000]  # count windows, in labeled events
     time_windows = ["1h", "1d", "7d"]  # event-time windows
     allowed_lateness = "1h"  # events older than the newest event time minus this are late
+    label_ttl = "7d"         # a prediction with an event_id waits this long (event time) for its label event
+    orphan_ttl = "1h"        # a label event that came first waits this long for its prediction
+    max_pending = 1000000    # predictions waiting per model; the oldest leave first past it
     min_samples = 500        # no rule fires before the judged window holds this many
     learn_baseline_from = 1000
 
@@ -102,6 +105,12 @@ class ModelPolicy:
     positive_label: int | str | bool | None = 1
     """The positive class for precision, recall and F1 (``None``: not a binary model)."""
     rules: tuple[MetricRule, ...] = ()
+    label_ttl: str = "7d"
+    """How long (event time) a prediction with an ``event_id`` and no label waits for its label event."""
+    orphan_ttl: str = "1h"
+    """How long (event time) a label event that came before its prediction waits for it."""
+    max_pending: int = 1_000_000
+    """Predictions waiting for a label, per model; past it the oldest leave (counted) at the end of a batch."""
 
     def __post_init__(self) -> None:
         if self.baseline is not None and not 0.0 <= self.baseline <= 1.0:
@@ -130,6 +139,13 @@ class ModelPolicy:
             raise ConfigError(f"evidence must be positive, not {self.evidence}")
         if type(self.cooldown) is not int or self.cooldown < 0:
             raise ConfigError(f"cooldown must be a whole number of labeled events >= 0, not {self.cooldown}")
+        if type(self.max_pending) is not int or self.max_pending < 1:
+            raise ConfigError(f"max_pending must be a whole number >= 1, not {self.max_pending!r}")
+        for text in (self.label_ttl, self.orphan_ttl):
+            try:
+                parse_duration(text)
+            except (ValueError, TypeError) as error:
+                raise ConfigError(f"label_ttl and orphan_ttl take durations: {error}") from None
         for text in (*self.time_windows, self.allowed_lateness):
             try:
                 parse_duration(text)

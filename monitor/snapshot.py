@@ -38,6 +38,37 @@ class RuleSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class LabelSnapshot:
+    """The join of predictions with later labels (``monitor/join.py``): what waits, and how things left."""
+
+    pending: int
+    """Predictions waiting for their label."""
+    orphans: int
+    """Labels waiting for their prediction."""
+    joined: int
+    unlabeled: dict[str, int]
+    """Predictions that left without a label, by reason (``ttl``, ``capacity``)."""
+    unmatched: dict[str, int]
+    """Labels that joined nothing, by reason (``orphan_expired``, ``duplicate``, ``type_mismatch``)."""
+    delay_bounds: tuple[float, ...]
+    """Upper bounds (seconds) of the label-delay buckets; ``delay_counts`` has one more (beyond the last)."""
+    delay_counts: tuple[int, ...]
+    delay_sum: float
+
+    @property
+    def median_delay(self) -> float | None:
+        """The upper bound of the delay bucket holding the median joined outcome (``inf`` beyond the last)."""
+        if not self.joined:
+            return None
+        half, seen = (self.joined + 1) // 2, 0
+        for bound, count in zip((*self.delay_bounds, float("inf")), self.delay_counts, strict=True):
+            seen += count
+            if seen >= half:
+                return bound
+        return float("inf")
+
+
+@dataclass(frozen=True, slots=True)
 class ModelSnapshot:
     model: str
     events: int
@@ -54,6 +85,8 @@ class ModelSnapshot:
     late_events: int = 0
     binary_metrics: dict[str, dict[str, float | None]] | None = None
     """Per count window (label): precision, recall, f1 and brier, ``None`` where undefined."""
+    labels: LabelSnapshot | None = None
+    """Label health, once the model has seen a prediction waiting for its label or a label event."""
 
     @property
     def degraded(self) -> bool:

@@ -66,7 +66,17 @@ _PREFIX: Final = struct.Struct(">4sBI")
 _LENGTH: Final = struct.Struct(">I")
 
 _DECISION_ONLY: Final = frozenset(
-    {"min_samples", "recovery_margin", "confidence_z", "cooldown", "allowed_lateness", "baseline_date"}
+    {
+        "min_samples",
+        "recovery_margin",
+        "confidence_z",
+        "cooldown",
+        "allowed_lateness",
+        "baseline_date",
+        "label_ttl",
+        "orphan_ttl",
+        "max_pending",
+    }
 )
 """Policy fields no stored value depends on: a checkpoint restores under a new value of these."""
 

@@ -20,13 +20,14 @@ import numpy.typing as npt
 from decaywatch.monitor.alert import DEGRADED_MESSAGE, FIRING, RESOLVED, STABLE_MESSAGE, AlertTransition, alert_id
 from decaywatch.monitor.baseline import Baseline
 from decaywatch.monitor.config import ModelPolicy
+from decaywatch.monitor.join import Join, Joined
 from decaywatch.monitor.metric import LabeledOutcomes, Metric, MetricSeries, Ring, Trajectory
 from decaywatch.monitor.metrics import REGISTRY
 from decaywatch.monitor.metrics.accuracy import CORRECT
 from decaywatch.monitor.metrics.confusion import BRIER_SCALE
 from decaywatch.monitor.rings import RingSet
 from decaywatch.monitor.rule import DEGRADATION, FLOOR, Judgement, Rule, degradation_rule, floor_rule, metric_rule
-from decaywatch.monitor.schema import ModelRows
+from decaywatch.monitor.schema import ModelRows, Role
 from decaywatch.monitor.snapshot import ModelSnapshot, RuleSnapshot, WindowSnapshot
 from decaywatch.monitor.timewindow import TimeWindow, late_mask, parse_duration
 from decaywatch.monitor.wilson import wilson_bounds
@@ -80,6 +81,7 @@ class ModelTracker:
         self.labeled = 0
         self.correct = 0
         self.last_event_time: float | None = None
+        self.join = Join(parse_duration(policy.label_ttl), parse_duration(policy.orphan_ttl), policy.max_pending)
 
     def learn_rules(self) -> None:
         """Add the degradation rule once the baseline is known (in front: it is the contract's rule)."""
@@ -105,14 +107,29 @@ class ModelTracker:
         return transitions
 
     def begin(self, rows: ModelRows) -> Step | None:
-        """Counters, lateness and baseline learning; the labeled events for the event-time and count windows."""
-        self.events += int(rows.labeled.shape[0])
-        if rows.event_time.size:
-            newest = float(rows.event_time.max())
+        """Counters, lateness, the join and baseline learning; the outcomes for the event-time and count windows.
+
+        The outcomes are the batch's inline-labeled predictions and the
+        outcomes joined in it (``monitor/join.py``), in the order they became
+        complete, each with its prediction's event time and lateness.
+        """
+        predicted = None if rows.role is None else np.flatnonzero(rows.role != Role.LABEL)
+        times = rows.event_time if predicted is None else rows.event_time[predicted]
+        self.events += int(times.shape[0])
+        before = self.last_event_time
+        if times.size:
+            newest = float(times.max())
             self.last_event_time = newest if self.last_event_time is None else max(self.last_event_time, newest)
-        outcomes = self._outcomes(rows)
-        late, self.watermark = late_mask(rows.event_time, self.watermark, self.allowed_lateness)
+        late, self.watermark = late_mask(times, self.watermark, self.allowed_lateness)
         self.late_events += int(np.count_nonzero(late))
+        if predicted is not None:
+            per_row = np.zeros(rows.event_time.shape[0], dtype=bool)
+            per_row[predicted] = late
+            late = per_row
+        joined = self.join.step(rows, late, before)
+        if len(joined):
+            rows, late = _with_joined(rows, late, joined)
+        outcomes = self._outcomes(rows)
         if not len(outcomes):
             return None
         ordinal_before = self.labeled
@@ -250,6 +267,7 @@ class ModelTracker:
             rules=rules,
             late_events=self.late_events,
             binary_metrics=metrics,
+            labels=self.join.snapshot(),
         )
 
     def state(self) -> dict[str, Any]:
@@ -266,6 +284,7 @@ class ModelTracker:
             "time_windows": [[label, window.state()] for label, window in self.time_windows.items()],
             "rules": [[name, rule.judge.state()] for name, rule in self.rules.items()],
             "alert_ids": [[name, alert] for name, alert in self.alert_ids.items()],
+            "join": self.join.state(),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -286,6 +305,7 @@ class ModelTracker:
         for name, judge in state["rules"]:
             self.rules[name].judge.restore(judge)
         self.alert_ids = {str(name): str(alert) for name, alert in state["alert_ids"]}
+        self.join.restore(state["join"])
 
 
 def _window_snapshot(
@@ -304,6 +324,33 @@ def _window_snapshot(
         lower_bound=None if not count else lower,
         upper_bound=None if not count else upper,
     )
+
+
+def _with_joined(rows: ModelRows, late: npt.NDArray[np.bool_], joined: Joined) -> tuple[ModelRows, npt.NDArray[np.bool_]]:
+    """The batch's outcomes as rows: inline-labeled ones and joined ones, in the order they became complete.
+
+    A joined outcome sits at the row that completed it (its label, or its
+    prediction when the label came first) and carries the prediction's time.
+    """
+    inline = np.flatnonzero(rows.labeled)
+    position = np.concatenate([inline, joined.position])
+    order = np.argsort(position, kind="stable")
+
+    def both(mine: npt.NDArray[Any] | None, theirs: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        first = mine[inline] if mine is not None else np.full(inline.shape[0], np.nan)
+        return np.concatenate([first, theirs])[order]
+
+    n = int(position.shape[0])
+    merged = ModelRows(
+        labeled=np.ones(n, dtype=bool),
+        correct=np.concatenate([rows.correct[inline], joined.correct])[order],
+        event_time=np.concatenate([rows.event_time[inline], joined.time])[order],
+        source_index=rows.source_index[position[order]],
+        predictions=both(rows.predictions, joined.prediction),
+        labels=both(rows.labels, joined.label),
+        score=both(rows.score, joined.score),
+    )
+    return merged, np.concatenate([late[inline], joined.late])[order]
 
 
 def _tail(series: MetricSeries, skip: int) -> MetricSeries:

@@ -241,6 +241,8 @@ PARAMETERS: dict[str, set[str]] = {
     "WindowJudge": {"line", "recovery", "cooldown", "_episode"},
     "SequentialJudge": {"_test"},
     "EpisodeState": set(),
+    "Join": {"label_ttl", "orphan_ttl", "max_pending"},
+    "SortedTable": {"dtypes"},
 }
 
 
@@ -254,6 +256,7 @@ def test_every_attribute_of_the_state_is_covered() -> None:
     sequential = ModelTracker("m", ModelPolicy(**SMALL))
     sequential.update(ModelRows(np.ones(3, bool), np.ones(3, bool), np.arange(3.0), np.arange(3)))
     objects: list[Any] = [tracker, tracker.baseline, *tracker.time_windows.values()]
+    objects += [tracker.join, tracker.join.waiting, tracker.join.orphans, tracker.join.done]
     objects += [window for rings in tracker.windows.values() for _members, window in rings._groups]
     for rule in [*tracker.rules.values(), *sequential.rules.values()]:
         objects += [rule.judge, *(vars(rule.judge)[name] for name in ("_test", "_episode") if name in vars(rule.judge))]

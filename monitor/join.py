@@ -1,0 +1,526 @@
+"""The join of predictions with labels that arrive later, one model at a time, in numpy columns.
+
+A prediction with an ``event_id`` and no label (``Role.PENDING``) waits here
+for its label event (``Role.LABEL``, same model and ``event_id``); a label
+that arrives before its prediction (an *orphan*) waits for the prediction.
+When the two meet, the outcome is *joined*: the tracker counts it at the
+position of the event that completed it, with the prediction's event time.
+
+Nothing here is a Python object per waiting event: each of the three tables
+(pending predictions, orphan labels, recently joined ids) is a few numpy
+columns sorted by the 64-bit key of the id (``monitor/eventkey.py``), looked
+up for a whole batch with ``np.searchsorted``.  A pending prediction costs
+29 bytes (key 8, prediction time 8, score 8, value code 4, late flag 1); the
+prediction's value is a code into a small per-model table of the distinct
+values seen (a classifier's few classes).
+
+Semantics, in stream order (the same whatever the batch sizes, except for the
+capacity bound, which is applied at the end of each batch):
+
+- The *clock* is the newest event time of the model's events so far
+  (predictions and labels).  A prediction waits while ``clock - its time <=
+  label_ttl``; an orphan waits while ``clock - its time <= orphan_ttl``
+  (its time is the label event's ``ts``).  When they stop waiting they are
+  counted: ``unlabeled["ttl"]``, ``unmatched["orphan_expired"]``.
+- A label joins the oldest-arrived waiting prediction with its id; a
+  prediction joins the first waiting orphan with its id.  First label wins:
+  a later label for a joined id (while the prediction's TTL lasts) counts as
+  ``unmatched["duplicate"]``, and so do the other orphans of an id when one
+  joins.  After the TTL a further label waits as an orphan and expires.
+- A label of another type than its prediction (``1`` for ``"1"``) is
+  ``unmatched["type_mismatch"]``: counted, not joined; the prediction keeps waiting.
+- At most ``max_pending`` predictions wait (and as many orphans and joined
+  ids); past that, at the end of the batch, the oldest by event time leave:
+  ``unlabeled["capacity"]`` (orphans: ``unmatched["orphan_expired"]``).
+
+>>> import numpy as np
+>>> from decaywatch.monitor.schema import validate
+>>> join = Join(label_ttl=3600.0, orphan_ttl=60.0, max_pending=10)
+>>> events = [{"model": "m", "prediction": 1, "event_id": "a", "ts": 0},
+...           {"model": "m", "label": 1, "event_id": "b", "ts": 5},
+...           {"model": "m", "prediction": 0, "event_id": "b", "ts": 6},
+...           {"model": "m", "label": 1, "event_id": "a", "ts": 30},
+...           {"model": "m", "label": 0, "event_id": "a", "ts": 31}]
+>>> batch, _ = validate(events, np.zeros(5))
+>>> joined = join.step(batch.rows(np.arange(5)), np.zeros(5, bool))
+>>> joined.position.tolist(), joined.time.tolist(), joined.correct.tolist()
+([2, 3], [6.0, 0.0], [False, True])
+>>> join.joined, join.unmatched["duplicate"], join.pending
+(2, 1, 0)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from decaywatch.monitor.keyedtable import Columns, SortedTable
+from decaywatch.monitor.schema import ModelRows, Role
+from decaywatch.monitor.snapshot import LabelSnapshot
+
+UNLABELED_REASONS: Final = ("ttl", "capacity")
+"""Why a prediction left without its label: ``decaywatch_predictions_unlabeled_total{reason}``."""
+UNMATCHED_REASONS: Final = ("orphan_expired", "duplicate", "type_mismatch")
+"""Why a label joined nothing: ``decaywatch_labels_unmatched_total{reason}``."""
+
+DELAY_BUCKETS: Final = (
+    60.0,
+    300.0,
+    900.0,
+    3600.0,
+    3 * 3600.0,
+    6 * 3600.0,
+    12 * 3600.0,
+    86400.0,
+    2 * 86400.0,
+    3 * 86400.0,
+    7 * 86400.0,
+    14 * 86400.0,
+    30 * 86400.0,
+    60 * 86400.0,
+    90 * 86400.0,
+)
+"""Upper bounds (seconds) of the label-delay histogram, from a minute to 90 days (one more bucket: beyond)."""
+
+_TYPE_CODES: Final = {int: 0, str: 1, bool: 2}
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    """Outcomes joined in one batch, in join order: where (row of the batch) and what."""
+
+    position: npt.NDArray[np.intp]
+    time: npt.NDArray[np.float64]
+    """The prediction's event time (the outcome belongs to it in event-time windows)."""
+    prediction: npt.NDArray[np.object_]
+    label: npt.NDArray[np.object_]
+    score: npt.NDArray[np.float64]
+    late: npt.NDArray[np.bool_]
+    """The prediction was late when it arrived (left out of event-time windows)."""
+
+    @property
+    def correct(self) -> npt.NDArray[np.bool_]:
+        return np.asarray(self.prediction == self.label, dtype=bool)
+
+    def __len__(self) -> int:
+        return int(self.position.shape[0])
+
+
+def _objects(values: list[Any]) -> npt.NDArray[np.object_]:
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return array
+
+
+class Join:
+    """One model's waiting predictions and labels, and the counts of how each left."""
+
+    def __init__(self, label_ttl: float, orphan_ttl: float, max_pending: int) -> None:
+        self.label_ttl = label_ttl
+        self.orphan_ttl = orphan_ttl
+        self.max_pending = max_pending
+        self.waiting = SortedTable({"key": np.uint64, "time": np.float64, "score": np.float64, "code": np.int32, "late": bool})
+        self.orphans = SortedTable({"key": np.uint64, "time": np.float64, "code": np.int32})
+        self.done = SortedTable({"key": np.uint64, "time": np.float64})
+        """Recently joined ids with their prediction time: a further label for one is a duplicate."""
+        self.values: list[Any] = []
+        """The distinct prediction and label values waiting; codes index this."""
+        self._codes: dict[tuple[type, Any], int] = {}
+        self.clock: float | None = None
+        self.joined = 0
+        self.unlabeled = dict.fromkeys(UNLABELED_REASONS, 0)
+        self.unmatched = dict.fromkeys(UNMATCHED_REASONS, 0)
+        self.delays = np.zeros(len(DELAY_BUCKETS) + 1, np.int64)
+        """Joined outcomes per label-delay bucket (label time minus prediction time, event time)."""
+        self.delay_sum = 0.0
+
+    @property
+    def pending(self) -> int:
+        """Predictions waiting for their label."""
+        return len(self.waiting)
+
+    def step(self, rows: ModelRows, late: npt.NDArray[np.bool_], before: float | None = None) -> Joined:
+        """Join one batch's pending predictions and label events.
+
+        ``late`` says per row which predictions were late; ``before`` is the
+        model's newest event time before this batch (the clock starts there
+        even if the model has never joined anything yet).
+        """
+        if not rows.event_time.shape[0]:
+            return _empty()
+        start = max(-np.inf if self.clock is None else self.clock, -np.inf if before is None else before)
+        if rows.role is None or rows.key is None or not bool((rows.role != Role.PREDICTION).any()):
+            if self.clock is not None:  # a model that has never joined keeps no clock (and no label snapshot)
+                self.clock = max(start, float(rows.event_time.max()))
+                self._expire()
+            return _empty()
+        clock = np.maximum.accumulate(np.maximum(rows.event_time, start))
+        self.clock = float(clock[-1])
+        batch = _Batch(rows, late, clock)
+        joined = self._fast(batch) + self._slow(batch)
+        self._expire()
+        self._compact_values()
+        return self._finish(joined)
+
+    # -- the common cases, a column at a time -----------------------------------------------------------
+
+    def _fast(self, b: _Batch) -> list[_Join]:
+        """Events whose id occurs once in the batch and at most once here: joined, queued or counted in bulk."""
+        idx, key = b.index, b.key
+        w_lo, w_hi = self.waiting.span(key)
+        o_lo, o_hi = self.orphans.span(key)
+        alone = (b.multiplicity == 1) & (o_hi == o_lo)
+        is_label = b.role[idx] == Role.LABEL
+        fresh = alone & (w_hi == w_lo)
+        new_pred = fresh & ~is_label
+        times = self.waiting.columns["time"]
+        meets = alone & is_label & (w_hi - w_lo == 1)
+        meets[meets] = b.clock[idx[meets]] - times[w_lo[meets]] <= self.label_ttl
+        new_label = fresh & is_label
+        b.slow = ~(new_pred | meets | new_label)
+
+        at, where = idx[meets], w_lo[meets]
+        label_values = b.labels_at(at)
+        pending = self.waiting.columns
+        kinds = np.array([_TYPE_CODES[type(v)] for v in self.values] or [0], dtype=np.int8)
+        label_kinds = np.array([_TYPE_CODES[type(v)] for v in label_values.tolist()], dtype=np.int8)
+        same = kinds[pending["code"][where]] == label_kinds
+        self.unmatched["type_mismatch"] += int(np.count_nonzero(~same))
+        at, where, label_values = at[same], where[same], label_values[same]
+        values = _objects(self.values)
+        joins = [
+            _Join(
+                at,
+                pending["time"][where],
+                values[pending["code"][where]],
+                label_values,
+                pending["score"][where],
+                pending["late"][where],
+                b.rows.event_time[at],
+            )
+        ]
+        gone = np.zeros(len(self.waiting), dtype=bool)
+        gone[where] = True
+        self.waiting.take(gone)
+        self.done.insert({"key": b.rows.key[at], "time": joins[0].time})  # type: ignore[index]
+
+        self.waiting.insert(self._pending_rows(b, idx[new_pred]))
+        labels = idx[new_label]
+        d_lo, d_hi = self.done.span(b.rows.key[labels])  # type: ignore[index]
+        done_time = self.done.columns["time"]
+        duplicate = d_hi > d_lo
+        duplicate[duplicate] = b.clock[labels[duplicate]] - done_time[d_hi[duplicate] - 1] <= self.label_ttl
+        self.unmatched["duplicate"] += int(np.count_nonzero(duplicate))
+        orphans = labels[~duplicate]
+        self.orphans.insert(
+            {"key": b.rows.key[orphans], "time": b.rows.event_time[orphans], "code": self._encode(b.labels_at(orphans))}  # type: ignore[index]
+        )
+        return joins
+
+    # -- everything else, one event at a time in stream order ---------------------------------------------
+
+    def _slow(self, b: _Batch) -> list[_Join]:
+        """Events whose id occurs more than once (in the batch or here): the rules played event by event."""
+        rows = b.index[b.slow]
+        if not rows.size:
+            return []
+        key = b.rows.key
+        assert key is not None
+        keys = np.unique(key[rows])
+        waiting = self.waiting.take(np.isin(self.waiting.columns["key"], keys))
+        orphans = self.orphans.take(np.isin(self.orphans.columns["key"], keys))
+        done = self.done.take(np.isin(self.done.columns["key"], keys))
+        w: dict[int, list[list[Any]]] = {}
+        for k, t, s, c, late in zip(*(waiting[n].tolist() for n in ("key", "time", "score", "code", "late")), strict=True):
+            w.setdefault(k, []).append([t, s, self.values[c], late])
+        o: dict[int, list[list[Any]]] = {}
+        for k, t, c in zip(*(orphans[n].tolist() for n in ("key", "time", "code")), strict=True):
+            o.setdefault(k, []).append([t, self.values[c]])
+        d: dict[int, float] = dict(zip(done["key"].tolist(), done["time"].tolist(), strict=True))
+        out: list[list[Any]] = []
+        preds = b.rows.predictions
+        labels = b.rows.labels
+        assert labels is not None
+        score = b.rows.score
+        for i, k, t, c, role in zip(
+            rows.tolist(),
+            key[rows].tolist(),
+            b.rows.event_time[rows].tolist(),
+            b.clock[rows].tolist(),
+            b.role[rows].tolist(),
+            strict=True,
+        ):
+            if role == Role.PENDING:
+                p = preds[i] if preds is not None else None
+                s = float(score[i]) if score is not None else float("nan")
+                if self._meet_orphans(o.get(k, []), i, t, c, p, s, bool(b.late[i]), out):
+                    d[k] = t
+                else:
+                    w.setdefault(k, []).append([t, s, p, bool(b.late[i])])
+            else:
+                label = labels[i]
+                queue = w.get(k, [])
+                kept = [entry for entry in queue if c - entry[0] <= self.label_ttl]
+                self.unlabeled["ttl"] += len(queue) - len(kept)
+                w[k] = kept
+                if kept:
+                    first = kept[0]
+                    if type(first[2]) is not type(label):
+                        self.unmatched["type_mismatch"] += 1
+                    else:
+                        kept.pop(0)
+                        out.append([i, first[0], first[2], label, first[1], first[3], t])
+                        d[k] = first[0]
+                elif k in d and c - d[k] <= self.label_ttl:
+                    self.unmatched["duplicate"] += 1
+                else:
+                    o.setdefault(k, []).append([t, label])
+        self._put_back(w, o, d)
+        if not out:
+            return []
+        columns = list(zip(*out, strict=True))
+        return [
+            _Join(
+                np.array(columns[0], dtype=np.intp),
+                np.array(columns[1], dtype=np.float64),
+                _objects(list(columns[2])),
+                _objects(list(columns[3])),
+                np.array(columns[4], dtype=np.float64),
+                np.array(columns[5], dtype=bool),
+                np.array(columns[6], dtype=np.float64),
+            )
+        ]
+
+    def _meet_orphans(
+        self, queue: list[list[Any]], i: int, t: float, c: float, p: Any, s: float, late: bool, out: list[list[Any]]
+    ) -> bool:
+        """A prediction meets the orphans of its id (in arrival order); returns whether one joined it."""
+        kept = [entry for entry in queue if c - entry[0] <= self.orphan_ttl]
+        self.unmatched["orphan_expired"] += len(queue) - len(kept)
+        queue[:] = kept
+        while queue:
+            label_time, label = queue.pop(0)
+            if type(label) is not type(p):
+                self.unmatched["type_mismatch"] += 1
+                continue
+            out.append([i, t, p, label, s, late, label_time])
+            self.unmatched["duplicate"] += len(queue)
+            queue.clear()
+            return True
+        return False
+
+    def _put_back(self, w: dict[int, list[list[Any]]], o: dict[int, list[list[Any]]], d: dict[int, float]) -> None:
+        """The slow path's leftovers back into the tables."""
+        waiting = [(k, *entry) for k, queue in w.items() for entry in queue]
+        if waiting:
+            keys, times, scores, values, late = zip(*waiting, strict=True)
+            self.waiting.insert(
+                {
+                    "key": np.array(keys, np.uint64),
+                    "time": np.array(times, np.float64),
+                    "score": np.array(scores, np.float64),
+                    "code": self._encode(_objects(list(values))),
+                    "late": np.array(late, bool),
+                }
+            )
+        orphans = [(k, *entry) for k, queue in o.items() for entry in queue]
+        if orphans:
+            keys, times, values = zip(*orphans, strict=True)
+            self.orphans.insert(
+                {
+                    "key": np.array(keys, np.uint64),
+                    "time": np.array(times, np.float64),
+                    "code": self._encode(_objects(list(values))),
+                }
+            )
+        if d:
+            self.done.insert({"key": np.array(list(d), np.uint64), "time": np.array(list(d.values()), np.float64)})
+
+    # -- bookkeeping ------------------------------------------------------------------------------------------
+
+    def _pending_rows(self, b: _Batch, rows: npt.NDArray[np.intp]) -> Columns:
+        key, score = b.rows.key, b.rows.score
+        assert key is not None
+        assert b.rows.predictions is not None
+        return {
+            "key": key[rows],
+            "time": b.rows.event_time[rows],
+            "score": score[rows] if score is not None else np.full(rows.shape[0], np.nan),
+            "code": self._encode(b.rows.predictions[rows]),
+            "late": b.late[rows],
+        }
+
+    def _encode(self, values: npt.NDArray[np.object_]) -> npt.NDArray[np.int32]:
+        """Codes of values in the table (new values are added); ``1`` and ``True`` stay apart."""
+        codes = self._codes
+        table = self.values
+        out = []
+        for v in values.tolist():
+            entry = (type(v), v)
+            code = codes.get(entry)
+            if code is None:
+                code = codes[entry] = len(table)
+                table.append(v)
+            out.append(code)
+        return np.array(out, dtype=np.int32)
+
+    def _compact_values(self) -> None:
+        """Drop table values no waiting event refers to, once the table has grown (free-form predictions)."""
+        if len(self.values) <= 1024:
+            return
+        used = np.union1d(self.waiting.columns["code"], self.orphans.columns["code"])
+        if used.shape[0] * 2 > len(self.values):
+            return
+        remap = np.zeros(len(self.values), np.int32)
+        remap[used] = np.arange(used.shape[0], dtype=np.int32)
+        for table in (self.waiting, self.orphans):
+            table.columns["code"] = remap[table.columns["code"]]
+        self.values = [self.values[c] for c in used.tolist()]
+        self._codes = {(type(v), v): c for c, v in enumerate(self.values)}
+
+    def _expire(self) -> None:
+        """End of batch: what the clock has passed leaves, and each table is held to ``max_pending``."""
+        if self.clock is None:
+            return
+        old = self.clock - self.waiting.columns["time"] > self.label_ttl
+        self.unlabeled["ttl"] += int(np.count_nonzero(old))
+        self.waiting.take(old)
+        old = self.clock - self.orphans.columns["time"] > self.orphan_ttl
+        self.unmatched["orphan_expired"] += int(np.count_nonzero(old))
+        self.orphans.take(old)
+        self.done.take(self.clock - self.done.columns["time"] > self.label_ttl)
+        self.unlabeled["capacity"] += _hold(self.waiting, self.max_pending)
+        self.unmatched["orphan_expired"] += _hold(self.orphans, self.max_pending)
+        _hold(self.done, self.max_pending)
+
+    def _finish(self, parts: list[_Join]) -> Joined:
+        parts = [p for p in parts if p.position.shape[0]]
+        if not parts:
+            return _empty()
+        order = np.argsort(np.concatenate([p.position for p in parts]), kind="stable")
+
+        def cat(name: str) -> Any:
+            return np.concatenate([getattr(p, name) for p in parts])[order]
+
+        delay = np.maximum(cat("label_time") - cat("time"), 0.0)
+        self.joined += int(delay.shape[0])
+        self.delays += np.bincount(np.searchsorted(DELAY_BUCKETS, delay, "left"), minlength=self.delays.shape[0])
+        self.delay_sum += float(delay.sum())
+        return Joined(cat("position"), cat("time"), cat("prediction"), cat("label"), cat("score"), cat("late"))
+
+    def snapshot(self) -> LabelSnapshot | None:
+        """Label health for exporters; ``None`` while the model has never joined or waited (inline labels only)."""
+        if self.clock is None:
+            return None
+        return LabelSnapshot(
+            pending=len(self.waiting),
+            orphans=len(self.orphans),
+            joined=self.joined,
+            unlabeled=dict(self.unlabeled),
+            unmatched=dict(self.unmatched),
+            delay_bounds=DELAY_BUCKETS,
+            delay_counts=tuple(self.delays.tolist()),
+            delay_sum=self.delay_sum,
+        )
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "waiting": self.waiting.state(),
+            "orphans": self.orphans.state(),
+            "done": self.done.state(),
+            "values": list(self.values),
+            "codes": len(self._codes),
+            "clock": self.clock,
+            "joined": self.joined,
+            "unlabeled": dict(self.unlabeled),
+            "unmatched": dict(self.unmatched),
+            "delays": self.delays,
+            "delay_sum": self.delay_sum,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        values = state["values"]
+        if not isinstance(values, list) or any(type(v) not in _TYPE_CODES for v in values):
+            raise ValueError("join values must be a list of integers, strings and booleans")
+        self.waiting.restore(state["waiting"])
+        self.orphans.restore(state["orphans"])
+        self.done.restore(state["done"])
+        for table in (self.waiting, self.orphans):
+            codes = table.columns["code"]
+            if codes.shape[0] and not 0 <= int(codes.min()) <= int(codes.max()) < len(values):
+                raise ValueError("join value code out of range")
+        self.values = list(values)
+        self._codes = {(type(v), v): c for c, v in enumerate(values)}
+        if len(self._codes) != len(values) or state["codes"] != len(values):
+            raise ValueError("join values are not distinct")
+        clock = state["clock"]
+        self.clock = None if clock is None else float(clock)
+        self.joined = _count(state["joined"])
+        if set(state["unlabeled"]) != set(UNLABELED_REASONS) or set(state["unmatched"]) != set(UNMATCHED_REASONS):
+            raise ValueError("join counters by unknown reasons")
+        self.unlabeled = {r: _count(state["unlabeled"][r]) for r in UNLABELED_REASONS}
+        self.unmatched = {r: _count(state["unmatched"][r]) for r in UNMATCHED_REASONS}
+        delays = state["delays"]
+        if not isinstance(delays, np.ndarray) or delays.shape != self.delays.shape:
+            raise ValueError("join delay histogram of another shape")
+        self.delays = delays.astype(np.int64)
+        self.delay_sum = float(state["delay_sum"])
+
+
+def _count(value: Any) -> int:
+    if type(value) is not int or value < 0:
+        raise ValueError(f"a count must be a whole number >= 0, not {value!r}")
+    return value
+
+
+def _hold(table: SortedTable, limit: int) -> int:
+    """Remove the oldest rows (by event time) beyond ``limit``; returns how many left."""
+    excess = len(table) - limit
+    if excess <= 0:
+        return 0
+    oldest = np.argpartition(table.columns["time"], excess - 1)[:excess]
+    mask = np.zeros(len(table), dtype=bool)
+    mask[oldest] = True
+    table.take(mask)
+    return excess
+
+
+@dataclass(slots=True)
+class _Join:
+    position: npt.NDArray[np.intp]
+    time: npt.NDArray[np.float64]
+    prediction: npt.NDArray[np.object_]
+    label: npt.NDArray[np.object_]
+    score: npt.NDArray[np.float64]
+    late: npt.NDArray[np.bool_]
+    label_time: npt.NDArray[np.float64]
+
+
+class _Batch:
+    """One batch's joining events (pending predictions and labels), with the clock at each row."""
+
+    def __init__(self, rows: ModelRows, late: npt.NDArray[np.bool_], clock: npt.NDArray[np.float64]) -> None:
+        assert rows.role is not None
+        assert rows.key is not None
+        self.rows = rows
+        self.role = rows.role
+        self.late = late
+        self.clock = clock
+        self.index = np.flatnonzero(rows.role != Role.PREDICTION)
+        self.key = rows.key[self.index]
+        _unique, inverse, counts = np.unique(self.key, return_inverse=True, return_counts=True)
+        self.multiplicity = counts[inverse]
+        self.slow = np.zeros(self.index.shape[0], dtype=bool)
+
+    def labels_at(self, rows: npt.NDArray[np.intp]) -> npt.NDArray[np.object_]:
+        labels = self.rows.labels
+        assert labels is not None
+        return labels[rows]
+
+
+def _empty() -> Joined:
+    none = np.zeros(0)
+    return Joined(np.zeros(0, np.intp), none, np.empty(0, object), np.empty(0, object), none, np.zeros(0, bool))
