@@ -34,6 +34,7 @@ only way into Prometheus).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -66,7 +67,8 @@ class _Family:
     sample: str
     """The series name as exposed (a counter's ``_total``)."""
     label: str | None = None
-    """The label beside ``model`` (``window``, ``rule`` or ``status``); it sorts after ``model``, as the writers order labels."""
+    """The label beside ``model`` (``window``, ``rule``, ``status``, ``reason``; it sorts after ``model``, as the writers
+    order labels), or a histogram's ``le`` (which sorts before it)."""
 
 
 def _gauge(name: str, documentation: str, label: str | None = None) -> _Family:
@@ -75,6 +77,14 @@ def _gauge(name: str, documentation: str, label: str | None = None) -> _Family:
 
 def _counter(name: str, documentation: str, label: str | None = None) -> _Family:
     return _Family(name, documentation, "counter", f"{name}_total", label)
+
+
+def _histogram(name: str, documentation: str) -> _Family:
+    """A histogram: rows of its buckets carry the ``le`` value, its sum and count rows the suffix ``_sum`` / ``_count``."""
+    return _Family(name, documentation, "histogram", f"{name}_bucket", "le")
+
+
+_SUFFIXES = ("_count", "_sum")
 
 
 ACCURACY = _gauge("decaywatch_accuracy_ratio", "Rolling accuracy over the last N labeled events.", "window")
@@ -114,6 +124,18 @@ LATE = _counter(
     "decaywatch_late_events", "Events later than the allowed lateness behind the newest event time; left out of time windows."
 )
 ALERTS = _counter("decaywatch_alerts", "Alert events emitted, by status (firing, resolved).", "status")
+PENDING = _gauge("decaywatch_pending_predictions", "Predictions with an event_id waiting for their label event.")
+ORPHANS = _gauge("decaywatch_orphan_labels", "Label events waiting for their prediction (they came first).")
+JOINED = _counter("decaywatch_labels_joined", "Label events joined to their prediction.")
+LABEL_DELAY = _histogram("decaywatch_label_delay_seconds", "Label time minus prediction time (event time) of joined outcomes.")
+UNLABELED = _counter(
+    "decaywatch_predictions_unlabeled", "Predictions that left without their label, by reason (ttl, capacity).", "reason"
+)
+UNMATCHED = _counter(
+    "decaywatch_labels_unmatched",
+    "Label events that joined no prediction, by reason (orphan_expired, duplicate, type_mismatch).",
+    "reason",
+)
 
 _FAMILIES = (
     # The order of the page before prepared text, kept so that diffs of /metrics stay readable.
@@ -121,6 +143,7 @@ _FAMILIES = (
     BASELINE, THRESHOLD, FLOOR, DEGRADED, BELOW_FLOOR, LAST_EVENT, LAST_PROCESSED,
     # decaywatch_tracked_models (not per model) comes here
     PRECISION, RECALL, F1, BRIER, EVENTS, LABELED, CORRECT, LATE, ALERTS,
+    PENDING, ORPHANS, JOINED, LABEL_DELAY, UNLABELED, UNMATCHED,
 )  # fmt: skip
 _SLOT: Mapping[_Family, int] = MappingProxyType({family: slot for slot, family in enumerate(_FAMILIES)})
 """A family's position in ``_FAMILIES`` and in every model's rendered block."""
@@ -177,6 +200,21 @@ def _rows(m: ModelSnapshot, processed: float | None, alerts: tuple[int, int], de
         add((LATE, None, m.late_events))
     add((ALERTS, "firing", alerts[0]))
     add((ALERTS, "resolved", alerts[1]))
+    labels = m.labels
+    if labels is not None:  # the model has joined or waited for labels
+        add((PENDING, None, labels.pending))
+        add((ORPHANS, None, labels.orphans))
+        add((JOINED, None, labels.joined))
+        seen = 0
+        for bound, count in zip((*labels.delay_bounds, math.inf), labels.delay_counts, strict=True):
+            seen += count
+            add((LABEL_DELAY, _go_float(bound), seen))
+        add((LABEL_DELAY, "_count", labels.joined))
+        add((LABEL_DELAY, "_sum", labels.delay_sum))
+        for reason, count in labels.unlabeled.items():
+            add((UNLABELED, reason, count))
+        for reason, count in labels.unmatched.items():
+            add((UNMATCHED, reason, count))
     return rows
 
 
@@ -211,6 +249,11 @@ def _lines(model: str, rows: Iterable[_Row]) -> tuple[str, ...]:
     for family, second, value in rows:
         if second is None:
             line = f"{family.sample}{head}}} {value_text(value)}\n"
+        elif family.type == "histogram":  # "le" sorts before "model"
+            if second in _SUFFIXES:
+                line = f"{family.name}{second}{head}}} {value_text(value)}\n"
+            else:
+                line = f'{family.sample}{{le="{_escape(second)}",{head[1:]}}} {value_text(value)}\n'
         else:
             line = f'{family.sample}{head},{family.label}="{_escape(second)}"}} {value_text(value)}\n'
         parts[slot[family]].append(line)
@@ -289,6 +332,9 @@ class _Fleet:
             table: list[list[Sample]] = [[] for _ in _FAMILIES]
             for model, m in self._published.snapshot.items():
                 for f, second, value in _rows(m, *self._published.inputs(model), self._detailed):
+                    if f.type == "histogram" and second in _SUFFIXES:
+                        table[_SLOT[f]].append(Sample(f"{f.name}{second}", {"model": model}, value))
+                        continue
                     labels = {"model": model} if f.label is None or second is None else {"model": model, f.label: second}
                     table[_SLOT[f]].append(Sample(f.sample, labels, value))
             self._samples = table

@@ -17,11 +17,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from decaywatch.consumer.endpoints import HttpEndpoints, HttpServer
 from decaywatch.consumer.metrics import PreparedFamily, ServiceMetrics, exposition
@@ -47,6 +48,7 @@ ACCEPTS = (
 OPT_IN = "decaywatch_late_events"
 """The opt-in family (``decaywatch_rule_firing`` of the degradation and floor rules is the other opt-in)."""
 parse_openmetrics: Callable[[str], Iterable[Metric]] = openmetrics_families  # untyped upstream
+go_float: Callable[[float], str] = floatToGoString  # untyped upstream
 
 
 class TodaysCollector(Collector):
@@ -121,7 +123,9 @@ class TodaysCollector(Collector):
         alerts = CounterMetricFamily(
             "decaywatch_alerts", "Alert events emitted, by status (firing, resolved).", labels=["model", "status"]
         )
+        label_families = LabelFamilies()
         for m in self._snapshot.values():
+            label_families.add(m)
             for w in m.windows:
                 window_events.add_metric([m.model, w.label], w.labeled)
                 if w.accuracy is not None:
@@ -164,6 +168,52 @@ class TodaysCollector(Collector):
         yield tracked
         yield from binary.values()
         yield from (events, labeled, correct, late, alerts)
+        yield from label_families.families()
+
+
+class LabelFamilies:
+    """The oracle's label-health families, built with prometheus-client's own family classes."""
+
+    def __init__(self) -> None:
+        ml, rl = ["model"], ["model", "reason"]
+        self.pending = GaugeMetricFamily(
+            "decaywatch_pending_predictions", "Predictions with an event_id waiting for their label event.", labels=ml
+        )
+        self.orphans = GaugeMetricFamily(
+            "decaywatch_orphan_labels", "Label events waiting for their prediction (they came first).", labels=ml
+        )
+        self.joined = CounterMetricFamily("decaywatch_labels_joined", "Label events joined to their prediction.", labels=ml)
+        self.delay = HistogramMetricFamily(
+            "decaywatch_label_delay_seconds", "Label time minus prediction time (event time) of joined outcomes.", labels=ml
+        )
+        self.unlabeled = CounterMetricFamily(
+            "decaywatch_predictions_unlabeled",
+            "Predictions that left without their label, by reason (ttl, capacity).",
+            labels=rl,
+        )
+        self.unmatched = CounterMetricFamily(
+            "decaywatch_labels_unmatched",
+            "Label events that joined no prediction, by reason (orphan_expired, duplicate, type_mismatch).",
+            labels=rl,
+        )
+
+    def add(self, m: ModelSnapshot) -> None:
+        labels = m.labels
+        if labels is None:
+            return
+        self.pending.add_metric([m.model], labels.pending)
+        self.orphans.add_metric([m.model], labels.orphans)
+        self.joined.add_metric([m.model], labels.joined)
+        bounds = [go_float(b) for b in (*labels.delay_bounds, math.inf)]
+        cumulative = np.cumsum(labels.delay_counts).tolist()
+        self.delay.add_metric([m.model], list(zip(bounds, cumulative, strict=True)), labels.delay_sum)
+        for reason, count in labels.unlabeled.items():
+            self.unlabeled.add_metric([m.model, reason], count)
+        for reason, count in labels.unmatched.items():
+            self.unmatched.add_metric([m.model, reason], count)
+
+    def families(self) -> tuple[Metric, ...]:
+        return (self.pending, self.orphans, self.joined, self.delay, self.unlabeled, self.unmatched)
 
 
 def window(label: str, accuracy: float | None, labeled: int = 10, size: int | None = None) -> WindowSnapshot:
@@ -212,10 +262,13 @@ def varied() -> dict[str, ModelSnapshot]:
 
 
 def monitored() -> dict[str, ModelSnapshot]:
-    """Real snapshots from the monitor: one model that fell below its baseline, one that did not."""
+    """Real snapshots from the monitor: one model that fell below its baseline, one that did not, one with late labels."""
     monitor = Monitor(MonitorConfig(ModelPolicy(baseline=0.9, windows=(50, 200), min_samples=20, floor=0.4)))
     events = [{"model": "fine", "prediction": 1, "label": 1, "score": 0.75} for _ in range(120)]
     events += [{"model": "falling", "prediction": 1, "label": int(i % 3 == 0), "score": 0.5} for i in range(240)]
+    events += [{"model": "later", "prediction": 1, "event_id": f"e{i}"} for i in range(40)]
+    events += [{"model": "later", "label": i % 2, "event_id": f"e{i}", "ts": 1_717_290_000.0 + i} for i in range(30)]
+    events += [{"model": "later", "label": "1", "event_id": "e35"}, {"model": "later", "label": 1, "event_id": "e1"}]
     batch, rejected = validate(events, np.linspace(1_717_200_000.0, 1_717_203_600.0, len(events)))
     assert not rejected
     monitor.process(batch)
@@ -381,3 +434,19 @@ def test_the_endpoint_serves_kept_text_negotiated_and_gzipped() -> None:
             ]
     finally:
         server.close()
+
+
+def test_label_health_of_a_model_with_late_labels() -> None:
+    """Predictions waiting, labels joined (delays of about a day), a duplicate and a type mismatch, as counters."""
+    metrics, _ = published(detailed=False)
+    value = metrics.registry.get_sample_value
+    later = {"model": "later"}
+    assert value("decaywatch_pending_predictions", later) == 10
+    assert value("decaywatch_labels_joined_total", later) == 30
+    assert value("decaywatch_labels_unmatched_total", later | {"reason": "duplicate"}) == 1
+    assert value("decaywatch_labels_unmatched_total", later | {"reason": "type_mismatch"}) == 1
+    assert value("decaywatch_predictions_unlabeled_total", later | {"reason": "ttl"}) == 0
+    assert value("decaywatch_label_delay_seconds_bucket", later | {"le": "86400.0"}) == 0
+    assert value("decaywatch_label_delay_seconds_bucket", later | {"le": "172800.0"}) == 30
+    assert value("decaywatch_label_delay_seconds_count", later) == 30
+    assert value("decaywatch_pending_predictions", {"model": "fine"}) is None  # inline labels only: no label series
