@@ -457,3 +457,46 @@ def manifest_time(ts: float) -> str:
     from decaywatch.producer.manifest import iso8601
 
     return iso8601(ts)
+
+
+def delayed(events: list[dict[str, Any]], lag: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The events as predictions with an ``event_id`` and label events ``lag`` lines later (half an hour later in
+    event time), and the same outcomes inline at the line where each completes (the reference)."""
+    joined: list[dict[str, Any]] = []
+    reference: list[dict[str, Any]] = []
+    waiting: list[tuple[int, dict[str, Any]]] = []
+    for i, event in enumerate(events):
+        prediction = {k: v for k, v in event.items() if k != "label"} | {"event_id": f"e{i}"}
+        joined.append(prediction)
+        if event["label"] is None:
+            reference.append(event)
+        else:
+            waiting.append((i, event))
+        while waiting and (waiting[0][0] <= i - lag or i == len(events) - 1):
+            _, done = waiting.pop(0)
+            joined.append({"model": done["model"], "label": done["label"], "event_id": f"e{events.index(done)}",
+                           "ts": done["ts"] + 1800.0})  # fmt: skip
+            reference.append(done)
+    return joined, reference
+
+
+@pytest.mark.parametrize("lag", [0, 25])
+def test_replay_joins_label_events_as_the_live_service_does(tmp_path: Path, lag: int) -> None:
+    """Predictions and their labels as separate lines: the same alerts as the live service, and as inline labels
+    placed where each outcome completes."""
+    joined, reference = delayed(drifting_events(13, n=900), lag)
+    (tmp_path / "policy.toml").write_text('[defaults]\ndecision = "window"\nrule_window = 100\n')
+    policy = ["--config", str(tmp_path / "policy.toml"), "--baseline", "0.9", "--windows", "20,100", "--min-samples", "50"]
+    outputs = []
+    for name, events in (("joined", joined), ("reference", reference)):
+        path = tmp_path / f"{name}.jsonl"
+        path.write_bytes(jsonl(list(events)))
+        code, out, err = run_replay([str(path), *policy])
+        assert code == 0, err
+        outputs.append([tuple(a[k] for k in COMPARED) for a in alerts_of(out)])
+    assert outputs[0] == outputs[1]
+    assert {a[1] for a in outputs[0]} == {"firing", "resolved"}
+    config = load_config(parse([str(tmp_path / "joined.jsonl"), *policy]))
+    data = jsonl(list(joined)).splitlines()
+    for batch_size in (1, 7, 250, len(data)):
+        assert service_alerts(data, batch_size, config) == outputs[0], f"batch size {batch_size}"
