@@ -218,7 +218,29 @@ class Join:
         self.orphans.insert(
             {"key": b.rows.key[orphans], "time": b.rows.event_time[orphans], "code": self._encode(b.labels_at(orphans))}  # type: ignore[index]
         )
+        joins.append(self._pairs(b, (w_hi == w_lo) & (o_hi == o_lo)))
         return joins
+
+    def _pairs(self, b: _Batch, unknown: npt.NDArray[np.bool_]) -> _Join:
+        """Ids new here that occur twice in the batch, a prediction and then its label: joined in bulk."""
+        idx, rows = b.index, b.rows
+        candidates = np.flatnonzero((b.multiplicity == 2) & unknown)
+        order = candidates[np.lexsort((idx[candidates], b.key[candidates]))]  # by key, then position
+        first, second = order[0::2], order[1::2]
+        p, q = idx[first], idx[second]
+        ok = (b.role[p] == Role.PENDING) & (b.role[q] == Role.LABEL)
+        ok &= b.clock[q] - rows.event_time[p] <= self.label_ttl
+        assert rows.predictions is not None
+        assert rows.key is not None
+        predictions, labels = rows.predictions[p], b.labels_at(q)
+        ok &= _same_types(predictions.tolist(), labels.tolist())
+        b.slow[first[ok]] = False
+        b.slow[second[ok]] = False
+        p, q = p[ok], q[ok]
+        score = rows.score[p] if rows.score is not None else np.full(p.shape[0], np.nan)
+        time = rows.event_time[p]
+        self.done.insert({"key": rows.key[q], "time": time})
+        return _Join(q, time, predictions[ok], labels[ok], score, b.late[p], rows.event_time[q])
 
     # -- everything else, one event at a time in stream order ---------------------------------------------
 
@@ -468,6 +490,14 @@ class Join:
             raise ValueError("join delay histogram of another shape")
         self.delays = delays.astype(np.int64)
         self.delay_sum = float(state["delay_sum"])
+
+
+def _same_types(left: list[Any], right: list[Any]) -> npt.NDArray[np.bool_]:
+    """Whether each pair has one type; one set of types per side in the common case (a model's one label type)."""
+    types = set(map(type, left))
+    if len(types) == 1 and set(map(type, right)) <= types:
+        return np.ones(len(left), dtype=bool)
+    return np.array([type(x) is type(y) for x, y in zip(left, right, strict=True)], dtype=bool)
 
 
 def _count(value: Any) -> int:
