@@ -128,6 +128,9 @@ PENDING = _gauge("decaywatch_pending_predictions", "Predictions with an event_id
 ORPHANS = _gauge("decaywatch_orphan_labels", "Label events waiting for their prediction (they came first).")
 JOINED = _counter("decaywatch_labels_joined", "Label events joined to their prediction.")
 LABEL_DELAY = _histogram("decaywatch_label_delay_seconds", "Label time minus prediction time (event time) of joined outcomes.")
+COVERAGE = _gauge(
+    "decaywatch_label_coverage_ratio", "Share of the predictions in the event-time window whose label is in.", "window"
+)
 UNLABELED = _counter(
     "decaywatch_predictions_unlabeled", "Predictions that left without their label, by reason (ttl, capacity).", "reason"
 )
@@ -143,7 +146,7 @@ _FAMILIES = (
     BASELINE, THRESHOLD, FLOOR, DEGRADED, BELOW_FLOOR, LAST_EVENT, LAST_PROCESSED,
     # decaywatch_tracked_models (not per model) comes here
     PRECISION, RECALL, F1, BRIER, EVENTS, LABELED, CORRECT, LATE, ALERTS,
-    PENDING, ORPHANS, JOINED, LABEL_DELAY, UNLABELED, UNMATCHED,
+    PENDING, ORPHANS, JOINED, LABEL_DELAY, UNLABELED, UNMATCHED, COVERAGE,
 )  # fmt: skip
 _SLOT: Mapping[_Family, int] = MappingProxyType({family: slot for slot, family in enumerate(_FAMILIES)})
 """A family's position in ``_FAMILIES`` and in every model's rendered block."""
@@ -215,6 +218,9 @@ def _rows(m: ModelSnapshot, processed: float | None, alerts: tuple[int, int], de
             add((UNLABELED, reason, count))
         for reason, count in labels.unmatched.items():
             add((UNMATCHED, reason, count))
+        for w in m.windows:
+            if w.coverage is not None:
+                add((COVERAGE, w.label, w.coverage))
     return rows
 
 

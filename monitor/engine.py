@@ -61,7 +61,7 @@ class Monitor:
             if step is not None:
                 steps.append((tracker, step))
         _add_time_windows_together(steps)
-        transitions = _judge_together(steps)
+        transitions = _judge_together([(tracker, step) for tracker, step in steps if len(step.outcomes)])
         transitions.sort(key=lambda t: t.source_index)
         return transitions
 
@@ -123,19 +123,17 @@ def _add_time_windows_together(steps: list[tuple[ModelTracker, Step]]) -> None:
             spans.setdefault(window.span, []).append((window, i))
     if not spans:
         return
+    predicted = [step.predicted for _tracker, step in steps]
     correct = [step.outcomes.correct[step.on_time] for _tracker, step in steps]
     event_time = [step.outcomes.event_time[step.on_time] for _tracker, step in steps]
     for members in spans.values():
         picked = [i for _window, i in members]
-        lengths = np.fromiter((correct[i].shape[0] for i in picked), dtype=np.intp, count=len(picked))
-        starts = np.cumsum(lengths) - lengths
-        add_together(
-            [window for window, _i in members],
-            starts,
-            lengths,
-            np.concatenate([correct[i] for i in picked]),
-            np.concatenate([event_time[i] for i in picked]),
-        )
+        windows = [window for window, _i in members]
+        for outcomes, times in ((None, predicted), (correct, event_time)):  # predictions first: they move the windows
+            lengths = np.fromiter((times[i].shape[0] for i in picked), dtype=np.intp, count=len(picked))
+            starts = np.cumsum(lengths) - lengths
+            column = None if outcomes is None else np.concatenate([outcomes[i] for i in picked])
+            add_together(windows, starts, lengths, column, np.concatenate([times[i] for i in picked]))
 
 
 def _judge_together(steps: list[tuple[ModelTracker, Step]]) -> list[AlertTransition]:

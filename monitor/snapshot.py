@@ -24,6 +24,13 @@ class WindowSnapshot:
     lower_bound: float | None = None
     """Wilson 95% interval of the accuracy (``None`` while the window is empty)."""
     upper_bound: float | None = None
+    predicted: int | None = None
+    """Time windows: on-time predictions in the window, labeled yet or not (``None`` for a count window)."""
+
+    @property
+    def coverage(self) -> float | None:
+        """Time windows: the share of the window's predictions whose label is in (``None`` without predictions)."""
+        return min(1.0, self.labeled / self.predicted) if self.predicted else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,8 @@ old owner stopped: the same gauges, and no episode fired or resolved twice.
 
 Each class of the state says what its state is (``state()``, and
 ``restore(state)`` which checks what it is given); this module only wraps the
-tracker's state in the envelope.  Format, version 2 (integers big-endian)::
+tracker's state in the envelope.  Format, version 3 (integers big-endian; version 3 added the join of
+labels that arrive later and the time windows' prediction counts)::
 
     b"dwst"  u8 version  u32 crc32(body)
     body = u32 header length, header, arrays
@@ -61,7 +62,7 @@ from decaywatch.monitor.config import ModelPolicy
 from decaywatch.monitor.tracker import ModelTracker
 
 MAGIC: Final = b"dwst"
-VERSION: Final = 2
+VERSION: Final = 3
 _PREFIX: Final = struct.Struct(">4sBI")
 _LENGTH: Final = struct.Struct(">I")
 

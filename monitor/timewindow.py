@@ -73,9 +73,11 @@ class TimeWindow:
         self.width = span / buckets
         self._correct = np.zeros(buckets, dtype=np.int64)
         self._count = np.zeros(buckets, dtype=np.int64)
+        self._predicted = np.zeros(buckets, dtype=np.int64)  # predictions (labeled yet or not): for label coverage
         self._newest: int | None = None  # bucket number (event time // width) of the newest event
         self._total_correct = 0  # the buckets' sums, kept as they change (snapshots read them per batch)
         self._total_count = 0
+        self._total_predicted = 0
 
     @property
     def correct(self) -> int:
@@ -84,6 +86,16 @@ class TimeWindow:
     @property
     def count(self) -> int:
         return self._total_count
+
+    @property
+    def predicted(self) -> int:
+        """On-time predictions in the window, labeled yet or not."""
+        return self._total_predicted
+
+    @property
+    def coverage(self) -> float | None:
+        """Share of the window's predictions whose outcome is in (``None`` before any prediction)."""
+        return min(1.0, self._total_count / self._total_predicted) if self._total_predicted else None
 
     @property
     def accuracy(self) -> float | None:
@@ -103,6 +115,7 @@ class TimeWindow:
             "buckets": self.buckets,
             "correct": self._correct,
             "count": self._count,
+            "predicted": self._predicted,
             "newest": self._newest,
         }
 
@@ -111,19 +124,25 @@ class TimeWindow:
             raise ValueError(
                 f"{state['buckets']} buckets over {state['span']} s in the checkpoint, {self.buckets} over {self.span} s now"
             )
-        correct, count, newest = state["correct"], state["count"], state["newest"]
-        for array in (correct, count):
+        correct, count, predicted, newest = state["correct"], state["count"], state["predicted"], state["newest"]
+        for array in (correct, count, predicted):
             if not isinstance(array, np.ndarray) or array.dtype != np.int64 or array.shape != (self.buckets,):
                 raise ValueError(f"time window buckets {getattr(array, 'shape', array)!r}, not {self.buckets}")
         if not (newest is None or type(newest) is int):
             raise ValueError(f"time window newest bucket {newest!r}")
-        self._correct, self._count, self._newest = correct, count, newest
+        self._correct, self._count, self._predicted, self._newest = correct, count, predicted, newest
         self._total_correct, self._total_count = int(correct.sum()), int(count.sum())
+        self._total_predicted = int(predicted.sum())
 
     def add(self, outcomes: npt.NDArray[np.bool_], event_time: npt.NDArray[np.float64]) -> None:
         """Add labeled outcomes that are not late (the caller filters with ``late_mask``)."""
         if outcomes.size:
             add_together([self], np.zeros(1, np.intp), np.array([outcomes.size]), outcomes, event_time)
+
+    def add_predictions(self, event_time: npt.NDArray[np.float64]) -> None:
+        """Count on-time predictions (labeled yet or not): they move the window and measure its label coverage."""
+        if event_time.size:
+            add_together([self], np.zeros(1, np.intp), np.array([event_time.size]), None, event_time)
 
     def _advance(self, newest: int) -> None:
         assert self._newest is not None
@@ -131,13 +150,16 @@ class TimeWindow:
         if passed >= self.buckets:
             self._correct[:] = 0
             self._count[:] = 0
-            self._total_correct = self._total_count = 0
+            self._predicted[:] = 0
+            self._total_correct = self._total_count = self._total_predicted = 0
         else:
             slots = (self._newest + 1 + np.arange(passed)) % self.buckets
             self._total_correct -= int(self._correct[slots].sum())
             self._total_count -= int(self._count[slots].sum())
+            self._total_predicted -= int(self._predicted[slots].sum())
             self._correct[slots] = 0
             self._count[slots] = 0
+            self._predicted[slots] = 0
         self._newest = newest
 
 
@@ -145,13 +167,15 @@ def add_together(
     windows: Sequence[TimeWindow],
     starts: npt.NDArray[np.intp],
     lengths: npt.NDArray[np.intp],
-    outcomes: npt.NDArray[np.bool_],
+    outcomes: npt.NDArray[np.bool_] | None,
     event_time: npt.NDArray[np.float64],
 ) -> None:
     """Add many models' on-time outcomes (segments back to back) to their windows of one span, in one pass.
 
     Two ``bincount`` calls over the whole batch fill every model's buckets;
     per model only the moves of its newest bucket and two row additions remain.
+    With ``outcomes=None`` the times are predictions' (labeled yet or not):
+    they move the windows and fill the buckets label coverage is measured by.
     """
     first = windows[0]
     width, buckets = first.width, first.buckets
@@ -170,6 +194,13 @@ def add_together(
     keep = bucket > lowest[segment]
     slots = segment[keep] * buckets + bucket[keep] % buckets
     counts = np.bincount(slots, minlength=len(windows) * buckets).reshape(len(windows), buckets)
+    if outcomes is None:
+        predicted_totals = counts.sum(axis=1).tolist()
+        for k, window in enumerate(windows):
+            if predicted_totals[k]:
+                window._predicted += counts[k]
+                window._total_predicted += predicted_totals[k]
+        return
     correct = np.bincount(slots, weights=outcomes[keep], minlength=len(windows) * buckets).astype(np.int64)
     correct = correct.reshape(len(windows), buckets)
     count_totals, correct_totals = counts.sum(axis=1).tolist(), correct.sum(axis=1).tolist()

@@ -9,6 +9,7 @@ here knows which metric or which decider a rule has.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -44,6 +45,8 @@ class Step:
     """Labeled events of the model before this batch (alert ids count from here)."""
     on_time: npt.NDArray[np.bool_]
     """Which of ``outcomes`` are not late: they go into the event-time windows (``add_time_windows``)."""
+    predicted: npt.NDArray[np.float64]
+    """Event times of the batch's on-time predictions, labeled yet or not (event-time windows count them for coverage)."""
 
 
 class ModelTracker:
@@ -98,6 +101,8 @@ class ModelTracker:
         if step is None:
             return []
         self.add_time_windows(step)
+        if not len(step.outcomes):
+            return []
         judged = self.windows[self.policy.judged_window].measure(step.outcomes)
         transitions = self.judge(step, judged)
         for size, rings in self.windows.items():
@@ -113,8 +118,8 @@ class ModelTracker:
         outcomes joined in it (``monitor/join.py``), in the order they became
         complete, each with its prediction's event time and lateness.
         """
-        predicted = None if rows.role is None else np.flatnonzero(rows.role != Role.LABEL)
-        times = rows.event_time if predicted is None else rows.event_time[predicted]
+        prediction_rows = None if rows.role is None else np.flatnonzero(rows.role != Role.LABEL)
+        times = rows.event_time if prediction_rows is None else rows.event_time[prediction_rows]
         self.events += int(times.shape[0])
         before = self.last_event_time
         if times.size:
@@ -122,27 +127,30 @@ class ModelTracker:
             self.last_event_time = newest if self.last_event_time is None else max(self.last_event_time, newest)
         late, self.watermark = late_mask(times, self.watermark, self.allowed_lateness)
         self.late_events += int(np.count_nonzero(late))
-        if predicted is not None:
+        predicted = times[~late]
+        if prediction_rows is not None:
             per_row = np.zeros(rows.event_time.shape[0], dtype=bool)
-            per_row[predicted] = late
+            per_row[prediction_rows] = late
             late = per_row
         joined = self.join.step(rows, late, before)
         if len(joined):
             rows, late = _with_joined(rows, late, joined)
         outcomes = self._outcomes(rows)
         if not len(outcomes):
-            return None
+            none = np.zeros(0, dtype=bool)
+            return Step(outcomes, 0, self.labeled, none, predicted) if predicted.size else None
         ordinal_before = self.labeled
         self.labeled += len(outcomes)
         self.correct += int(np.count_nonzero(outcomes.correct))
         learning = self.baseline.observe(outcomes.correct, outcomes.event_time)
         self.learn_rules()
-        return Step(outcomes, learning, ordinal_before, ~late[rows.labeled])
+        return Step(outcomes, learning, ordinal_before, ~late[rows.labeled], predicted)
 
     def add_time_windows(self, step: Step) -> None:
         """The step's on-time outcomes into the event-time windows (the monitor does this for a batch's models together)."""
         on_time = step.on_time
         for time_window in self.time_windows.values():
+            time_window.add_predictions(step.predicted)
             time_window.add(step.outcomes.correct[on_time], step.outcomes.event_time[on_time])
 
     def judge(self, step: Step, judged: dict[str, Trajectory]) -> list[AlertTransition]:
@@ -240,7 +248,10 @@ class ModelTracker:
             for size, rings in self.windows.items()
         ]
         windows += [
-            _window_snapshot(label, None, tw.count, tw.correct, tw.time_span, baseline) for label, tw in self.time_windows.items()
+            dataclasses.replace(
+                _window_snapshot(label, None, tw.count, tw.correct, tw.time_span, baseline), predicted=tw.predicted
+            )
+            for label, tw in self.time_windows.items()
         ]
         metrics: dict[str, dict[str, float | None]] = {}
         if self.policy.positive_label is not None:

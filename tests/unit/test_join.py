@@ -210,3 +210,15 @@ def test_any_interleaving_within_the_ttls_gives_the_inline_outcomes(
     for model in expected:
         join = join_of(joined_monitor, model)
         assert (join.pending, len(join.orphans), sum(join.unmatched.values()), sum(join.unlabeled.values())) == (0, 0, 0, 0)
+
+
+def test_time_windows_measure_the_share_of_their_predictions_whose_label_is_in() -> None:
+    """Coverage fills in as labels arrive, in the window of the prediction's time; predictions move the window."""
+    events = [pred(i, 1, 60.0 * i) for i in range(10)] + [label(i, 1, 3600.0) for i in range(4)]
+    _alerts, monitor = run(events, [10])
+    hour = monitor.snapshot()["m"].window("1h")
+    assert (hour.predicted, hour.labeled, hour.coverage) == (10, 4, 0.4)
+    _alerts, monitor = run([*events, pred("x", 1, 7200.0)])  # an hour later: the first predictions have left the hour
+    hour = monitor.snapshot()["m"].window("1h")
+    assert hour.time_span is not None and hour.time_span[1] == 7260.0
+    assert (hour.predicted, hour.labeled, hour.coverage) == (1, 0, 0.0)

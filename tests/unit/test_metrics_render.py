@@ -191,6 +191,11 @@ class LabelFamilies:
             "Predictions that left without their label, by reason (ttl, capacity).",
             labels=rl,
         )
+        self.coverage = GaugeMetricFamily(
+            "decaywatch_label_coverage_ratio",
+            "Share of the predictions in the event-time window whose label is in.",
+            labels=["model", "window"],
+        )
         self.unmatched = CounterMetricFamily(
             "decaywatch_labels_unmatched",
             "Label events that joined no prediction, by reason (orphan_expired, duplicate, type_mismatch).",
@@ -201,6 +206,9 @@ class LabelFamilies:
         labels = m.labels
         if labels is None:
             return
+        for w in m.windows:
+            if w.coverage is not None:
+                self.coverage.add_metric([m.model, w.label], w.coverage)
         self.pending.add_metric([m.model], labels.pending)
         self.orphans.add_metric([m.model], labels.orphans)
         self.joined.add_metric([m.model], labels.joined)
@@ -213,7 +221,7 @@ class LabelFamilies:
             self.unmatched.add_metric([m.model, reason], count)
 
     def families(self) -> tuple[Metric, ...]:
-        return (self.pending, self.orphans, self.joined, self.delay, self.unlabeled, self.unmatched)
+        return (self.pending, self.orphans, self.joined, self.delay, self.unlabeled, self.unmatched, self.coverage)
 
 
 def window(label: str, accuracy: float | None, labeled: int = 10, size: int | None = None) -> WindowSnapshot:
@@ -450,3 +458,4 @@ def test_label_health_of_a_model_with_late_labels() -> None:
     assert value("decaywatch_label_delay_seconds_bucket", later | {"le": "172800.0"}) == 30
     assert value("decaywatch_label_delay_seconds_count", later) == 30
     assert value("decaywatch_pending_predictions", {"model": "fine"}) is None  # inline labels only: no label series
+    assert value("decaywatch_label_coverage_ratio", later | {"window": "7d"}) == 30 / 40

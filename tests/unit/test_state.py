@@ -235,7 +235,7 @@ def test_cut_while_the_baseline_is_being_learned() -> None:
 PARAMETERS: dict[str, set[str]] = {
     "ModelTracker": {"model", "policy", "metrics", "rings", "windows", "baseline", "rules", "time_windows", "allowed_lateness"},
     "CountWindow": {"size", "columns", "_row"},
-    "TimeWindow": {"span", "buckets", "width", "_total_correct", "_total_count"},  # the totals are the buckets' sums
+    "TimeWindow": {"span", "buckets", "width", "_total_correct", "_total_count", "_total_predicted"},  # the buckets' sums
     "Baseline": {"learn_from"},
     "SequentialTest": {"good", "bad", "evidence", "cooldown", "line", "z", "_right", "_wrong", "_limit"},
     "WindowJudge": {"line", "recovery", "cooldown", "_episode"},
