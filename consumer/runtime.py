@@ -194,4 +194,21 @@ def model_view(snapshot: Any) -> dict[str, Any]:
             for w in snapshot.windows
         },
         "rules": {r.name: {"firing": r.firing, "evidence": r.statistic, "evidence_needed": r.evidence} for r in snapshot.rules},
+        "labels": label_view(snapshot),
+    }
+
+
+def label_view(snapshot: Any) -> dict[str, Any] | None:
+    """A model's label health for ``/models`` (``None`` while it has only inline labels)."""
+    labels = snapshot.labels
+    if labels is None:
+        return None
+    return {
+        "pending_predictions": labels.pending,
+        "orphan_labels": labels.orphans,
+        "joined": labels.joined,
+        "median_label_delay_seconds": labels.median_delay,
+        "coverage": {w.label: w.coverage for w in snapshot.windows if w.predicted is not None},
+        "unlabeled": labels.unlabeled,
+        "unmatched": labels.unmatched,
     }

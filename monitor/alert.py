@@ -67,6 +67,10 @@ class AlertTransition:
     """The sequential test's evidence (log-likelihood ratio) when it decided; ``None`` for the window rule."""
     evidence_start: float | None
     """Event time of the first event behind the decision (``None`` if it lies beyond the batch's reach)."""
+    label_coverage: dict[str, float | None] | None = None
+    """For a model whose labels arrive later: each event-time window's share of predictions with their label."""
+    median_label_delay: float | None = None
+    """For such a model: the upper bound of the label-delay bucket of the median joined outcome (seconds)."""
 
     @property
     def accuracy(self) -> float | None:
@@ -100,6 +104,9 @@ class AlertTransition:
         for name in ("lower_bound", "upper_bound", "window_accuracy", "decision", "statistic"):
             event[name] = getattr(self, name)
         event["evidence_start"] = None if self.evidence_start is None else _iso(self.evidence_start)
+        if self.label_coverage is not None:  # labels that arrive later: how complete the evidence is
+            event["label_coverage"] = self.label_coverage
+            event["median_label_delay_seconds"] = self.median_label_delay
         event["emitted_at"] = _iso(emitted_at)
         return event
 

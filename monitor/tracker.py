@@ -232,7 +232,16 @@ class ModelTracker:
             decision=rule.judge.decision,
             statistic=judgement.statistic,
             evidence_start=start,
+            **self._label_context(),
         )
+
+    def _label_context(self) -> dict[str, Any]:
+        """Label coverage and delay behind a decision, for a model whose labels arrive later (else nothing)."""
+        labels = self.join.snapshot()
+        if labels is None:
+            return {}
+        coverage = {name: window.coverage for name, window in self.time_windows.items()}
+        return {"label_coverage": coverage, "median_label_delay": labels.median_delay}
 
     def baseline_date(self) -> str | None:
         measured = self.baseline.measured_at

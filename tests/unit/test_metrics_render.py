@@ -26,6 +26,7 @@ from prometheus_client.utils import floatToGoString
 
 from decaywatch.consumer.endpoints import HttpEndpoints, HttpServer
 from decaywatch.consumer.metrics import PreparedFamily, ServiceMetrics, exposition
+from decaywatch.consumer.runtime import model_view
 from decaywatch.monitor.config import ModelPolicy, MonitorConfig
 from decaywatch.monitor.engine import Monitor
 from decaywatch.monitor.schema import validate
@@ -459,3 +460,13 @@ def test_label_health_of_a_model_with_late_labels() -> None:
     assert value("decaywatch_label_delay_seconds_count", later) == 30
     assert value("decaywatch_pending_predictions", {"model": "fine"}) is None  # inline labels only: no label series
     assert value("decaywatch_label_coverage_ratio", later | {"window": "7d"}) == 30 / 40
+
+
+def test_models_endpoint_shows_label_health_of_models_with_late_labels() -> None:
+    snapshots = monitored()
+    later = model_view(snapshots["later"])["labels"]
+    assert later["pending_predictions"] == 10 and later["joined"] == 30
+    assert later["median_label_delay_seconds"] == 172800.0
+    assert later["coverage"] == {"1h": 0.75, "1d": 0.75, "7d": 0.75}  # 30 of the 40 predictions (all in the last hour)
+    assert later["unmatched"] == {"orphan_expired": 0, "duplicate": 1, "type_mismatch": 1}
+    assert model_view(snapshots["fine"])["labels"] is None
