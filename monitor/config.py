@@ -14,6 +14,7 @@ Read from a TOML document (``decaywatch monitor --config FILE``)::
     label_ttl = "7d"         # a prediction with an event_id waits this long (event time) for its label event
     orphan_ttl = "1h"        # a label event that came first waits this long for its prediction
     max_pending = 1000000    # predictions waiting per model; the oldest leave first past it
+    min_label_coverage = 0.0 # an event-time window reports accuracy once this share of its labels is in
     min_samples = 500        # no rule fires before the judged window holds this many
     learn_baseline_from = 1000
 
@@ -111,6 +112,8 @@ class ModelPolicy:
     """How long (event time) a label event that came before its prediction waits for it."""
     max_pending: int = 1_000_000
     """Predictions waiting for a label, per model; past it the oldest leave (counted) at the end of a batch."""
+    min_label_coverage: float = 0.0
+    """An event-time window reports an accuracy only once this share of its predictions has its label."""
 
     def __post_init__(self) -> None:
         if self.baseline is not None and not 0.0 <= self.baseline <= 1.0:
@@ -139,6 +142,8 @@ class ModelPolicy:
             raise ConfigError(f"evidence must be positive, not {self.evidence}")
         if type(self.cooldown) is not int or self.cooldown < 0:
             raise ConfigError(f"cooldown must be a whole number of labeled events >= 0, not {self.cooldown}")
+        if not 0.0 <= self.min_label_coverage <= 1.0:
+            raise ConfigError(f"min_label_coverage must be in [0, 1], not {self.min_label_coverage}")
         if type(self.max_pending) is not int or self.max_pending < 1:
             raise ConfigError(f"max_pending must be a whole number >= 1, not {self.max_pending!r}")
         for text in (self.label_ttl, self.orphan_ttl):
@@ -249,7 +254,17 @@ def _policy(values: dict[str, Any], where: str) -> ModelPolicy:
             values["rules"] = tuple(MetricRule(**r) for r in rules)
         except TypeError as error:
             raise ConfigError(f"[{where}] rules: {error}") from None
-    for name in ("baseline", "threshold", "floor", "recovery_margin", "margin", "evidence", "floor_tolerance", "confidence_z"):
+    for name in (
+        "baseline",
+        "threshold",
+        "floor",
+        "recovery_margin",
+        "margin",
+        "evidence",
+        "floor_tolerance",
+        "confidence_z",
+        "min_label_coverage",
+    ):
         if name in values and values[name] is not None and type(values[name]) not in (int, float):
             raise ConfigError(f"[{where}] {name} must be a number, not {values[name]!r}")
     try:

@@ -77,6 +77,7 @@ _DECISION_ONLY: Final = frozenset(
         "label_ttl",
         "orphan_ttl",
         "max_pending",
+        "min_label_coverage",
     }
 )
 """Policy fields no stored value depends on: a checkpoint restores under a new value of these."""

@@ -256,12 +256,7 @@ class ModelTracker:
             _window_snapshot(str(size), size, rings.count, totals[size][CORRECT.name], rings.time_span, baseline)
             for size, rings in self.windows.items()
         ]
-        windows += [
-            dataclasses.replace(
-                _window_snapshot(label, None, tw.count, tw.correct, tw.time_span, baseline), predicted=tw.predicted
-            )
-            for label, tw in self.time_windows.items()
-        ]
+        windows += [self._time_window_snapshot(label, tw, baseline) for label, tw in self.time_windows.items()]
         metrics: dict[str, dict[str, float | None]] = {}
         if self.policy.positive_label is not None:
             for size, rings in self.windows.items():
@@ -289,6 +284,18 @@ class ModelTracker:
             binary_metrics=metrics,
             labels=self.join.snapshot(),
         )
+
+    def _time_window_snapshot(self, label: str, window: TimeWindow, baseline: float | None) -> WindowSnapshot:
+        """A time window's view; its accuracy only once ``min_label_coverage`` of its predictions have their label.
+
+        Early labels can be biased (churners are labeled first), so a window
+        still filling in may say more than it knows; its counts are shown anyway.
+        """
+        view = _window_snapshot(label, None, window.count, window.correct, window.time_span, baseline)
+        coverage = window.coverage
+        if coverage is not None and coverage < self.policy.min_label_coverage:
+            view = dataclasses.replace(view, accuracy=None, drop=None, lower_bound=None, upper_bound=None)
+        return dataclasses.replace(view, predicted=window.predicted)
 
     def state(self) -> dict[str, Any]:
         """Everything learned, as plain values and numpy arrays (the envelope is ``state.py``'s)."""

@@ -225,3 +225,14 @@ def test_time_windows_measure_the_share_of_their_predictions_whose_label_is_in()
     hour = monitor.snapshot()["m"].window("1h")
     assert hour.time_span is not None and hour.time_span[1] == 7260.0
     assert (hour.predicted, hour.labeled, hour.coverage) == (1, 0, 0.0)
+
+
+def test_min_label_coverage_holds_a_time_windows_accuracy_back_until_enough_labels_are_in() -> None:
+    events = [pred(i, 1, 60.0 * i) for i in range(10)] + [label(i, 1, 3600.0) for i in range(4)]
+    policy = dataclasses.replace(POLICY, min_label_coverage=0.5)
+    _alerts, monitor = run(events, policy=policy)
+    hour = monitor.snapshot()["m"].window("1h")
+    assert (hour.labeled, hour.coverage, hour.accuracy, hour.lower_bound) == (4, 0.4, None, None)
+    _alerts, monitor = run([*events, label(4, 0, 3601.0)], policy=policy)
+    hour = monitor.snapshot()["m"].window("1h")
+    assert (hour.coverage, hour.accuracy) == (0.5, 0.8)
