@@ -20,7 +20,7 @@ count as a duplicate; it never raises and never loses a count.
 >>> keys = event_keys(["e-1", "e-2", 5, "5"])
 >>> keys.dtype, len(set(keys.tolist())), bool(keys[2] == keys[3])
 (dtype('uint64'), 3, True)
->>> bool(event_keys(["e-1"])[0] == keys[0])   # the same in any batch
+>>> bool(event_keys(["e-1", "x" * 1000])[0] == keys[0])   # the same in any batch
 True
 """
 
@@ -47,18 +47,41 @@ def _mix(h: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
 
 
 def event_keys(ids: Sequence[str | int]) -> npt.NDArray[np.uint64]:
-    """The 64-bit key of each id (strings or integers), one numpy pass per eight bytes of the longest id."""
+    """The 64-bit key of each id (strings or integers), one numpy pass per eight bytes of the longest id.
+
+    An id's key depends on its bytes alone, never on the other ids of the
+    batch; ids longer than ``_SHORT`` bytes are hashed on their own, so one
+    long id does not widen the whole batch's matrix.
+    """
     if not ids:
         return np.zeros(0, np.uint64)
     raw = [(i if type(i) is str else str(i)).encode() for i in ids]
-    lengths = np.fromiter(map(len, raw), dtype=np.uint64, count=len(raw))
-    width = max(8, -(-int(lengths.max()) // 8) * 8)
-    matrix = np.zeros((len(raw), width), dtype=np.uint8)
+    lengths = np.fromiter(map(len, raw), dtype=np.int64, count=len(raw))
+    keys = np.zeros(len(raw), dtype=np.uint64)
+    short = lengths <= _SHORT
+    if short.all():
+        return _hash(raw, lengths)
+    at = np.flatnonzero(short)
+    keys[at] = _hash([raw[i] for i in at.tolist()], lengths[at])
+    for i in np.flatnonzero(~short).tolist():
+        keys[i] = _hash([raw[i]], lengths[i : i + 1])[0]
+    return keys
+
+
+_SHORT: Final = 64
+
+
+def _hash(raw: list[bytes], lengths: npt.NDArray[np.int64]) -> npt.NDArray[np.uint64]:
+    """Each id's words mixed in turn (only its own: an id's zero padding is never hashed), then its length."""
+    if not raw:
+        return np.zeros(0, np.uint64)
+    words_of = (lengths + 7) // 8
+    width = max(8, int(words_of.max()) * 8)
     packed = np.array(raw, dtype=f"S{width}")  # zero-padded on the right
-    matrix[:] = packed.view(np.uint8).reshape(len(raw), width)
-    words = matrix.view("<u8")
+    words = packed.view(np.uint8).reshape(len(raw), width).view("<u8")
     with np.errstate(over="ignore"):
         h = np.full(len(raw), _GOLDEN, dtype=np.uint64)
         for column in range(words.shape[1]):
-            h = _mix(h ^ words[:, column] + _GOLDEN)
-        return _mix(h ^ lengths)
+            mixed = _mix(h ^ words[:, column] + _GOLDEN)
+            h = np.where(column < words_of, mixed, h)
+        return _mix(h ^ lengths.astype(np.uint64))

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from decaywatch.monitor import state
 from decaywatch.monitor.config import MetricRule, ModelPolicy, MonitorConfig
 from decaywatch.monitor.engine import Monitor
+from decaywatch.monitor.eventkey import event_keys
 from decaywatch.monitor.join import Join
 from decaywatch.monitor.schema import validate
 from decaywatch.monitor.snapshot import ModelSnapshot
@@ -236,3 +237,12 @@ def test_min_label_coverage_holds_a_time_windows_accuracy_back_until_enough_labe
     _alerts, monitor = run([*events, label(4, 0, 3601.0)], policy=policy)
     hour = monitor.snapshot()["m"].window("1h")
     assert (hour.coverage, hour.accuracy) == (0.5, 0.8)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.text(max_size=90) | st.integers(-(2**70), 2**70), min_size=1, max_size=12))
+def test_an_ids_key_does_not_depend_on_its_batch(ids: list[str | int]) -> None:
+    """The same id hashes the same alone or beside others of any length (a prediction and its label meet)."""
+    together = event_keys(ids).tolist()
+    assert together == [int(event_keys([i])[0]) for i in ids]
+    assert [k == together[0] for k in together] == [str(i) == str(ids[0]) for i in ids]  # no collision in a few
