@@ -17,7 +17,7 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,lint,confluent]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,lint,confluent,parquet]'
 	@touch $(STAMP)
 
 demo: setup

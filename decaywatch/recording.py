@@ -1,7 +1,8 @@
 """Recorded prediction events in a file, read back as validated batches in file order.
 
-A recording is JSON Lines in the event format (one event per line) or CSV
-with the same columns under a header row.  Both offline commands read it
+A recording is JSON Lines in the event format (one event per line), CSV
+with the same columns under a header row, or Parquet with those columns
+(:mod:`decaywatch.parquet`, for which the numbers below are row numbers).  Both offline commands read it
 through :func:`read_batches`, which hands the core's codec and schema
 (``monitor.codec.decode``, ``monitor.schema.validate``) one chunk of lines at
 a time and numbers everything by its **0-based line in the input**: for CSV
@@ -94,7 +95,7 @@ class RecordedBatch:
 
 
 @dataclass(frozen=True, slots=True)
-class _Chunk:
+class Chunk:
     """What one parsing step found in ``lines`` consecutive lines, numbered from 0 within the chunk."""
 
     lines: int
@@ -125,16 +126,23 @@ def read_batches(
     chunk_bytes: int = CHUNK_BYTES,
     read_bytes: int = READ_BYTES,
     csv_chunk_rows: int = CSV_CHUNK_ROWS,
+    parquet_rows: int | None = None,
 ) -> Generator[RecordedBatch, None, None]:
     """Every line of the recording in ``source``, as validated batches in file order.
 
+    ``parquet_rows``: rows per Parquet record batch (default ``decaywatch.parquet.BATCH_ROWS``).
+
     Raises ``OSError`` if reading fails; bad lines are rejections, never errors.
     """
-    chunks: Iterable[_Chunk]
+    chunks: Iterable[Chunk]
     if fmt == "jsonl":
         chunks = _jsonl_chunks(source, jobs, chunk_bytes, read_bytes)
     elif fmt == "csv":
         chunks = _csv_chunks(source, csv_chunk_rows)
+    elif fmt == "parquet":
+        from decaywatch.parquet import BATCH_ROWS, parquet_chunks  # pyarrow is an optional extra: only for Parquet
+
+        chunks = parquet_chunks(source, parquet_rows or BATCH_ROWS)
     else:
         raise ValueError(f"unknown format {fmt!r}; expected one of {FORMATS}")
     first, carry = 0, 0.0
@@ -144,7 +152,7 @@ def read_batches(
         yield batch
 
 
-def _place(chunk: _Chunk, first: int, carry: float) -> tuple[RecordedBatch, float]:
+def _place(chunk: Chunk, first: int, carry: float) -> tuple[RecordedBatch, float]:
     """Number the chunk's lines from ``first``, and give each event without ``ts`` the previous valid event's time.
 
     ``carry`` is the time of the last valid event before the chunk; returns the batch and the new carry.
@@ -165,7 +173,7 @@ def _place(chunk: _Chunk, first: int, carry: float) -> tuple[RecordedBatch, floa
 # --- JSON Lines ---------------------------------------------------------------------------------
 
 
-def _jsonl_chunks(source: IO[bytes], jobs: int, chunk_bytes: int, read_bytes: int) -> Iterator[_Chunk]:
+def _jsonl_chunks(source: IO[bytes], jobs: int, chunk_bytes: int, read_bytes: int) -> Iterator[Chunk]:
     """Parsed chunks of a JSON Lines recording, in file order.
 
     With workers, a regular file is not even read here: each worker reads its
@@ -225,13 +233,13 @@ def _reads(source: _Readable, read_bytes: int, at_start: bool) -> Iterator[bytes
         yield data
 
 
-def _parse_block(block: bytes) -> _Chunk:
+def _parse_block(block: bytes) -> Chunk:
     """Decode and validate one block of JSON lines (in a worker process when ``jobs > 1``)."""
     lines = block.split(b"\n")
     if block.endswith(b"\n"):
         lines.pop()
     objects, positions, undecodable = decode(lines)
-    return _validate(objects, range(len(objects)) if not undecodable else positions, len(lines), undecodable)
+    return validate_objects(objects, range(len(objects)) if not undecodable else positions, len(lines), undecodable)
 
 
 # Reading a regular file in byte ranges, one per worker task.
@@ -284,7 +292,7 @@ class _FileRange:
         return data
 
 
-def _parse_range(fd: int, start: int, end: int, read_bytes: int) -> list[_Chunk]:
+def _parse_range(fd: int, start: int, end: int, read_bytes: int) -> list[Chunk]:
     """Read and parse the whole lines in bytes ``[start, end)`` (one block, unless a line is huge)."""
     blocks = _jsonl_blocks(_FileRange(fd, start, end), max(end - start, 1), read_bytes, at_start=start == 0)
     return [_parse_block(block) for block in blocks]
@@ -325,7 +333,7 @@ _NUMERIC: Final = frozenset({"ts", "score"})
 _FEATURE_PREFIX: Final = "features."
 
 
-def _csv_chunks(source: IO[bytes], chunk_rows: int) -> Iterator[_Chunk]:
+def _csv_chunks(source: IO[bytes], chunk_rows: int) -> Iterator[Chunk]:
     """CSV rows (after the header row) converted to event objects and validated, ``chunk_rows`` at a time."""
     text = io.TextIOWrapper(source, encoding="utf-8-sig", errors="surrogateescape", newline="")
     try:
@@ -349,10 +357,10 @@ def _csv_chunks(source: IO[bytes], chunk_rows: int) -> Iterator[_Chunk]:
                 objects.append(converted)
                 positions.append(line)
             if line + 1 == chunk_rows:
-                yield _validate(objects, positions, chunk_rows, rejections)
+                yield validate_objects(objects, positions, chunk_rows, rejections)
                 objects, positions, rejections = [], [], []
         if positions or rejections:
-            yield _validate(objects, positions, len(positions) + len(rejections), rejections)
+            yield validate_objects(objects, positions, len(positions) + len(rejections), rejections)
     finally:
         text.detach()  # the caller owns the binary stream (it may be stdin)
 
@@ -405,7 +413,7 @@ def _number_or_text(cell: str) -> float | str:
 # --- validation ---------------------------------------------------------------------------------
 
 
-def _validate(objects: list[Any], positions: Sequence[int], lines: int, rejected: list[Rejection]) -> _Chunk:
+def validate_objects(objects: list[Any], positions: Sequence[int], lines: int, rejected: list[Rejection]) -> Chunk:
     """The core's validation of decoded objects at ``positions`` among ``lines`` lines; ``rejected`` failed earlier."""
     fallback = np.zeros(len(objects), dtype=np.float64)  # a placeholder: the real time is filled in in file order
     events, invalid = validate(objects, fallback, positions)
@@ -415,10 +423,10 @@ def _validate(objects: list[Any], positions: Sequence[int], lines: int, rejected
     except AttributeError:  # a JSON value that is not an object (rejected anyway)
         missing = [type(o) is not dict or o.get("ts") is None for o in objects]
     if not any(missing):
-        return _Chunk(lines, events, rejections, None)
+        return Chunk(lines, events, rejections, None)
     by_line = np.zeros(lines, dtype=bool)
     by_line[np.asarray(positions, dtype=np.int64)] = missing
-    return _Chunk(lines, events, rejections, by_line[events.source_index])
+    return Chunk(lines, events, rejections, by_line[events.source_index])
 
 
 # --- reporting ----------------------------------------------------------------------------------

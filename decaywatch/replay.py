@@ -45,7 +45,7 @@ if TYPE_CHECKING:  # the core and the reader need numpy: imported when a replay 
     from decaywatch.recording import RecordedBatch, RejectionTally
 
 _DESCRIPTION = """\
-Replay recorded prediction events (JSON Lines, or CSV with a header row) through the monitor's
+Replay recorded prediction events (JSON Lines, CSV with a header row, or Parquet) through the monitor's
 core, in file order, with the same policy options as 'decaywatch monitor'.  Alert events go to
 stdout as JSON lines with one extra field, 'index': the 0-based input line of the triggering
 event (CSV: the header not counted).  emitted_at is the triggering event's event time, not the
@@ -56,6 +56,7 @@ _EPILOG = """\
 events without ts take the time of the previous valid event in the file (1970-01-01 before the first).
 CSV: empty cells are absent fields; ts and score are numbers when they parse as numbers; prediction and
 label are compared as text ("1" equals "1", not "1.0"); columns features.NAME form the features object.
+Parquet (pip install 'decaywatch[parquet]'): the same columns, a null is an absent field, rows numbered from 0.
 exit codes: 0 replayed, 1 input unreadable or output closed, 2 usage or configuration error.
 """
 

@@ -3,8 +3,8 @@
 Kept apart from :mod:`decaywatch.recording` (which needs numpy and the core)
 so that building the ``decaywatch`` parser stays instant.
 
->>> format_of("events.CSV"), format_of("-"), format_of("events.csv", "jsonl")
-('csv', 'jsonl', 'jsonl')
+>>> format_of("events.CSV"), format_of("-"), format_of("events.csv", "jsonl"), format_of("log.parquet")
+('csv', 'jsonl', 'jsonl', 'parquet')
 """
 
 from __future__ import annotations
@@ -14,16 +14,17 @@ import os
 from pathlib import Path
 from typing import Final
 
-FORMATS: Final = ("jsonl", "csv")
+FORMATS: Final = ("jsonl", "csv", "parquet")
+_EXTENSIONS: Final = {".csv": "csv", ".parquet": "parquet"}
 MAX_JOBS: Final = 4
 """Default ceiling on worker processes: beyond this the consuming process is the limit."""
 
 
 def format_of(path: str, explicit: str | None = None) -> str:
-    """``explicit`` if given, else ``csv`` for a ``.csv`` file and ``jsonl`` for anything else (and ``-``)."""
+    """``explicit`` if given, else by the extension (``.csv``, ``.parquet``), else ``jsonl`` (also for ``-``)."""
     if explicit is not None:
         return explicit
-    return "csv" if path != "-" and Path(path).suffix.lower() == ".csv" else "jsonl"
+    return "jsonl" if path == "-" else _EXTENSIONS.get(Path(path).suffix.lower(), "jsonl")
 
 
 def default_jobs() -> int:
@@ -37,11 +38,13 @@ def default_jobs() -> int:
 
 def add_input_arguments(parser: argparse.ArgumentParser) -> None:
     """``FILE``, ``--format`` and ``--jobs``: how a command reads its recording."""
-    parser.add_argument("file", metavar="FILE", help="recorded events: JSON Lines, or CSV with a header row ('-' = stdin)")
+    parser.add_argument(
+        "file", metavar="FILE", help="recorded events: JSON Lines, CSV with a header row, or Parquet ('-' = stdin)"
+    )
     parser.add_argument(
         "--format",
         choices=FORMATS,
-        help="input format (default: csv for a .csv file, else jsonl, also for stdin)",
+        help="input format (default: csv for a .csv file, parquet for a .parquet file, else jsonl, also for stdin)",
     )
     parser.add_argument(
         "--jobs",
