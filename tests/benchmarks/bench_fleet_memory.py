@@ -71,6 +71,8 @@ SPAN_S = 8 * 86_400.0
 BASE_TS = 1_704_067_200.0
 ACCURACY = 0.85
 LIMIT_GIB = 8.0
+SHOWN_BYTES = 400
+"""Owners under this many bytes per model are summed into one line of the breakdown."""
 
 _OPAQUE = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType, types.CodeType)
 """Objects the walk does not count or enter: code and types are shared by every model and not state."""
@@ -179,16 +181,18 @@ def walk(root: Any, path: str, tally: Tally, seen: set[int], rename: Mapping[str
                 stack.extend((f"{where}[{i}]", value) for i, value in enumerate(obj.ravel().tolist()))
             continue
         tally.add_object(where, sys.getsizeof(obj))
+        parts: list[tuple[str, Any]] = []
         for step, key, child in _children(obj):
             if step == ".__dict__":
                 # the instance's dict is counted as its own object, under the instance's path
                 seen.add(id(child))
                 tally.add_object(where, sys.getsizeof(child))
-                stack.extend((f"{where}.{name}", value) for name, value in child.items())
+                parts.extend((f"{where}.{name}", value) for name, value in child.items())
             elif rename and isinstance(key, str) and key in rename:
-                stack.append((f"{where}[{rename[key]}]", child))
+                parts.append((f"{where}[{rename[key]}]", child))
             else:
-                stack.append((where + step, child))
+                parts.append((where + step, child))
+        stack.extend(reversed(parts))  # the first attribute is walked first: an alias defined later names nothing
 
 
 def per_model_rows(tally: Tally, models: int, depth: int = 3) -> list[tuple[str, int, float, float]]:
@@ -376,9 +380,14 @@ def report(results: Sequence[dict[str, Any]], per_model: int) -> str:
         lines += ["", f"Where the bytes are ({n:,} models; per model: numpy data and other Python objects):", ""]
         body = []
         for name, tally in tallies.items():
+            small = [0.0, 0.0]
             for key, count, numpy_bytes, other in per_model_rows(tally, n):
-                if numpy_bytes + other >= 64:
+                if numpy_bytes + other >= SHOWN_BYTES:
                     body.append([name, key, str(count) if count else "", f"{numpy_bytes:,.0f}", f"{other:,.0f}"])
+                else:
+                    small[0] += numpy_bytes
+                    small[1] += other
+            body.append([name, f"(the rest, each under {SHOWN_BYTES} B)", "", f"{small[0]:,.0f}", f"{small[1]:,.0f}"])
         lines.append(markdown_table(["part", "owner", "arrays", "numpy B/model", "other B/model"], body, {2, 3, 4}))
         grown = big["rss"]["text"] - big["rss"]["base"]
         lines.append("")
