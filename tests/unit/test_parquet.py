@@ -285,3 +285,11 @@ def test_nanoseconds_are_truncated_to_the_microsecond() -> None:
     pq.write_table(table, out)
     truth = read(jsonl([{"model": "m", "prediction": 1, "ts": "2024-01-01T00:00:00.123456Z"}]), "jsonl")
     assert records(read(out.getvalue(), "parquet")) == records(truth)
+
+
+def test_the_benchmarks_parquet_file_holds_the_events_of_its_json_lines_file(tmp_path: Path) -> None:
+    from tests.benchmarks.bench_replay import write_jsonl, write_parquet
+
+    assert write_parquet(tmp_path / "e.parquet", 300, row_group=128) == write_jsonl(tmp_path / "e.jsonl", 300) == 600
+    truth = records(read((tmp_path / "e.jsonl").read_bytes(), "jsonl"))
+    assert records(read((tmp_path / "e.parquet").read_bytes(), "parquet")) == truth
