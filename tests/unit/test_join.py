@@ -246,3 +246,28 @@ def test_an_ids_key_does_not_depend_on_its_batch(ids: list[str | int]) -> None:
     together = event_keys(ids).tolist()
     assert together == [int(event_keys([i])[0]) for i in ids]
     assert [k == together[0] for k in together] == [str(i) == str(ids[0]) for i in ids]  # no collision in a few
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.booleans(), st.integers(0, 6), st.sampled_from([0, 1, "1"]), st.floats(-30.0, 90.0)),
+        min_size=1,
+        max_size=60,
+    ),
+    st.lists(st.integers(1, 60), max_size=5),
+)
+def test_the_join_is_the_same_whatever_the_batches(script: list[tuple[bool, int, Any, float]], cuts: list[int]) -> None:
+    """Repeated ids, labels before and after, type mismatches, TTLs running out: batch cuts change nothing."""
+    policy = dataclasses.replace(POLICY, label_ttl="2m", orphan_ttl="1m")
+    events, now = [], 0.0
+    for is_label, i, value, step in script:
+        now = max(0.0, now + step)
+        events.append(label(i, value, now) if is_label else pred(i, value, now))
+    _alerts, whole = run(events, [], policy)
+    _alerts, cut = run(events, cuts, policy)
+    assert cut.snapshot() == whole.snapshot()
+    first, second = join_of(whole).state(), join_of(cut).state()
+    assert first.keys() == second.keys()
+    for name in ("joined", "unlabeled", "unmatched", "clock", "delay_sum"):
+        assert first[name] == second[name], name
