@@ -271,8 +271,13 @@ def change_gaps(scrapes: Scrapes) -> FloatArray:
 # ------------------------------------------------------------------ the scraper (a child process)
 
 
-def scrape_loop(url: str, interval: float, stop: threading.Event) -> list[tuple[float, float, dict[str, int]]]:
-    """``GET /metrics`` every ``interval`` seconds (back to back when slower) until ``stop`` is set."""
+def scrape_loop(
+    url: str, interval: float, stop: threading.Event, ready: Path | None = None
+) -> list[tuple[float, float, dict[str, int]]]:
+    """``GET /metrics`` every ``interval`` seconds (back to back when slower) until ``stop`` is set.
+
+    ``ready`` is created once the first scrape is in, so the caller can start producing only then.
+    """
     records: list[tuple[float, float, dict[str, int]]] = []
     next_at = time.time()
     while not stop.is_set():
@@ -281,6 +286,8 @@ def scrape_loop(url: str, interval: float, stop: threading.Event) -> list[tuple[
         t1 = time.time()
         if status == 200:
             records.append((t0, t1, events_by_model(body.decode())))
+            if ready is not None and len(records) == 1:
+                ready.touch()
         next_at = max(next_at + interval, t1)
         stop.wait(max(0.0, next_at - time.time()))
     return records
@@ -293,7 +300,7 @@ def _scraper_child(url: str, interval: float, out: Path) -> int:
         stop.set()
 
     signal.signal(signal.SIGTERM, on_term)
-    records = scrape_loop(url, interval, stop)
+    records = scrape_loop(url, interval, stop, out.with_suffix(".ready"))
     out.write_text(json.dumps(records))
     return 0
 
@@ -307,6 +314,11 @@ def scraper(url: str, interval: float, workdir: Path) -> Iterator[list[tuple[flo
     process = subprocess.Popen(command, cwd=REPO, env=_clean_env(), stdin=subprocess.DEVNULL)
     records: list[tuple[float, float, dict[str, int]]] = []
     try:
+        deadline = time.monotonic() + 30
+        while not out.with_suffix(".ready").exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise BenchError("the scraper did not complete a first scrape within 30 s")
+            time.sleep(0.02)
         yield records
     finally:
         process.send_signal(signal.SIGTERM)
@@ -347,6 +359,9 @@ def monitor(bootstrap: str, topic: str, workdir: Path, extra: Sequence[str]) -> 
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(5)
+        warnings = [line for line in log_path.read_text(errors="replace").splitlines() if "WARNING" in line or "ERROR" in line]
+        if warnings:
+            print(f"  the monitor logged {len(warnings)} warning(s) or error(s); first: {warnings[0][:300]}", flush=True)
 
 
 def _ready_url(process: subprocess.Popen[str], deadline: float) -> str:
@@ -414,7 +429,7 @@ def produce_paced(bootstrap: str, topic: str, names: Sequence[str], rate: float,
                 i += 1
             pause = start + i / rate - time.time()
             if pause > 0:
-                time.sleep(pause)
+                time.sleep(max(pause, 0.001))  # at least 1 ms: 10 events a burst at 10,000/s, not a sleep per event
         elapsed = time.time() - start
         producer.flush(timeout=60)
     finally:
@@ -561,6 +576,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=DEFAULT_WARMUP, help="seconds produced first, not measured (default 3)")
     parser.add_argument("--scrape-interval", type=float, default=SCRAPE_INTERVAL_S, help="seconds between scrapes (default 0.01)")
     parser.add_argument("--kafka-client", help="pass --kafka-client to the monitor (default: the monitor's default)")
+    parser.add_argument(
+        "--monitor-arg", action="append", default=[], help="pass this to the monitor too (repeat; e.g. --monitor-arg=--no-state)"
+    )
     parser.add_argument("--bootstrap", help="use this running broker (host:port) instead of starting a local one")
     parser.add_argument("--scraper", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -568,7 +586,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.scraper:
         return _scraper_child(args.scraper, args.scrape_interval, Path(args.out))
     counts = [int(m) for m in args.models.split(",") if m.strip()]
-    extra = ["--kafka-client", args.kafka_client] if args.kafka_client else []
+    extra = (["--kafka-client", args.kafka_client] if args.kafka_client else []) + list(args.monitor_arg)
     from decaywatch.deploy.kafka.runner import KafkaRunnerError
 
     began = time.monotonic()
@@ -591,7 +609,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"Produce-to-/metrics latency ('seen by': the first scrape showing the event, read time minus produce time): "
         f"{args.rate:,.0f} events/s paced for {args.warmup:g} s warm-up + {args.seconds:g} s measured, one partition, "
-        f"every event labeled, scrapes every {args.scrape_interval * 1000:g} ms; decaywatch {code_version()}, "
+        f"every event labeled, scrapes every {args.scrape_interval * 1000:g} ms; monitor flags: {' '.join(extra) or 'defaults'}; "
+        f"decaywatch {code_version()}, "
         f"{os.cpu_count()} cores."
     )
     print()
