@@ -138,7 +138,7 @@ def test_a_slow_snapshot_stretches_the_export_interval_to_keep_its_share_of_the_
         now[0] += 2.0  # the snapshot takes 2 s of the clock: with a 10% share, the next one waits 20 s
         publish(*args)
 
-    metrics.models.publish = slow_publish  # type: ignore[method-assign]
+    metrics.models.publish = slow_publish  # type: ignore[method-assign,assignment]
     config = MonitorConfig(ModelPolicy(baseline=0.85, windows=(10,), min_samples=10, decision="window"))
     service = MonitorService(
         source, Monitor(config), MemoryAlertSink(journal), MemoryDeadLetters(journal), metrics,
