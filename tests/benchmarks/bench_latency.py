@@ -54,7 +54,12 @@ What bounds it
     every 5 s a checkpoint (the state changelog) holds the loop while it writes
     every model touched since the last one.  The report gives the gaps between
     successive visible changes of the scraped counts: the export interval as
-    seen from outside (plus up to one scrape interval).
+    seen from outside (plus up to one scrape interval).  With 1,000 models a
+    snapshot of the models touched since the last one takes a good part of a
+    second on a shared 2-core machine, so the interval stretches to seconds and
+    dominates the latency.  *monitor CPU* and *waiting for a CPU* (run-queue
+    delay of its threads, from ``/proc/PID/task/*/schedstat``) tell a monitor
+    busy computing from one starved of CPU by its neighbours.
 
 Rows report the rate actually produced; if the monitor cannot keep up,
 latencies grow through the run and the *unseen* column counts the events not
@@ -383,6 +388,18 @@ def _ready_url(process: subprocess.Popen[str], deadline: float) -> str:
     return url
 
 
+def proc_run_delay_seconds(pid: int) -> float:
+    """Seconds the process's threads spent runnable but waiting for a CPU (``/proc/PID/task/*/schedstat``, field 2).
+
+    Threads that ended are not counted: the monitor's threads live as long as it does.
+    """
+    total = 0
+    for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            total += int(stat.read_text().split()[1])
+    return total / 1e9
+
+
 def create_topic(bootstrap: str, name: str) -> None:
     from kafka.admin import KafkaAdminClient, NewTopic
 
@@ -458,6 +475,8 @@ class LatencyResult:
     mean_batch_ms: float | None
     monitor_cpu: float
     """Share of one core the monitor used while producing."""
+    monitor_run_wait: float = 0.0
+    """Seconds per second the monitor's threads were runnable but waited for a CPU, while producing."""
 
 
 def measure(
@@ -468,9 +487,11 @@ def measure(
     create_topic(bootstrap, topic)
     with monitor(bootstrap, topic, workdir, extra) as (process, url):
         with scraper(f"{url}/metrics", interval, workdir) as records:
-            cpu_before, wall_before = proc_cpu_seconds(process.pid), time.time()
+            cpu_before, wait_before, wall_before = proc_cpu_seconds(process.pid), proc_run_delay_seconds(process.pid), time.time()
             sent = produce_paced(bootstrap, topic, names, rate, warmup + seconds)
-            cpu = (proc_cpu_seconds(process.pid) - cpu_before) / (time.time() - wall_before)
+            wall = time.time() - wall_before
+            cpu = (proc_cpu_seconds(process.pid) - cpu_before) / wall
+            run_wait = (proc_run_delay_seconds(process.pid) - wait_before) / wall
             expected = np.bincount(sent.model_index, minlength=models)
             deadline = time.monotonic() + SETTLE_S
             status, body = 0, b""
@@ -502,6 +523,7 @@ def measure(
         batches=batches,
         mean_batch_ms=duration_sum / duration_count * 1000 if duration_sum is not None and duration_count else None,
         monitor_cpu=cpu,
+        monitor_run_wait=run_wait,
     )
 
 
@@ -514,9 +536,9 @@ def render(results: Sequence[LatencyResult], target_ms: float = TARGET_P99_MS) -
     |-------:|---------:|--------:|------:|------:|-------:|-------:|--------------|-------:|-------------------:|
     |     10 |    9,999 | 300,000 | 40 ms | 80 ms | 110 ms | 200 ms | yes          |      0 |     40 ms / 110 ms |
     <BLANKLINE>
-    | models | scrapes | scrape, median | gap between visible exports: p50 / p90 / max | batches | mean batch | monitor CPU |
-    |-------:|--------:|---------------:|----------------------------------------------|--------:|-----------:|------------:|
-    |     10 |   3,000 |         2.0 ms | 40 ms / 80 ms / 200 ms                       |     300 |     1.5 ms |         40% |
+    | models | scrapes | scrape, median | gap between visible exports: p50 / p90 / max | batches | mean batch | monitor CPU | waiting for a CPU |
+    |-------:|--------:|---------------:|----------------------------------------------|--------:|-----------:|------------:|------------------:|
+    |     10 |   3,000 |         2.0 ms | 40 ms / 80 ms / 200 ms                       |     300 |     1.5 ms |         40% |                0% |
     """
     rows = []
     for r in results:
@@ -551,6 +573,7 @@ def render(results: Sequence[LatencyResult], target_ms: float = TARGET_P99_MS) -
                 "—" if r.batches is None else f"{r.batches:,.0f}",
                 "—" if r.mean_batch_ms is None else f"{r.mean_batch_ms:.1f} ms",
                 f"{r.monitor_cpu:.0%}",
+                f"{r.monitor_run_wait:.0%}",
             ]
         )
     header = [
@@ -561,8 +584,9 @@ def render(results: Sequence[LatencyResult], target_ms: float = TARGET_P99_MS) -
         "batches",
         "mean batch",
         "monitor CPU",
+        "waiting for a CPU",
     ]
-    second = markdown_table(header, rows, right={0, 1, 2, 4, 5, 6})
+    second = markdown_table(header, rows, right={0, 1, 2, 4, 5, 6, 7})
     return first + "\n\n" + second
 
 
