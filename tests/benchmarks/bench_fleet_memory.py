@@ -195,6 +195,27 @@ def walk(root: Any, path: str, tally: Tally, seen: set[int], rename: Mapping[str
         stack.extend(reversed(parts))  # the first attribute is walked first: an alias defined later names nothing
 
 
+def ring_groups(shapes: Mapping[int, Sequence[Sequence[str]]]) -> dict[str, str]:
+    """Path steps of each count window's ring groups, with the rings each holds (from ``RingSet.shape``).
+
+    >>> ring_groups({1000: [["correct", "scored"], ["squared_error"]]})
+    {'windows[1000]._groups[0]': 'correct+scored', 'windows[1000]._groups[1]': 'squared_error'}
+    """
+    return {f"windows[{size}]._groups[{g}]": "+".join(rings) for size, shape in shapes.items() for g, rings in enumerate(shape)}
+
+
+def labeled(path: str, groups: Mapping[str, str]) -> str:
+    """A path with the rings of the count-window group it passes through.
+
+    >>> labeled("tracker.windows[1000]._groups[1][1]._bits", {"windows[1000]._groups[1]": "squared_error"})
+    'tracker.windows[1000]._groups[1][1]._bits (squared_error)'
+    """
+    for step, rings in groups.items():
+        if f".{step}[" in path:
+            return f"{path} ({rings})"
+    return path
+
+
 def per_model_rows(tally: Tally, models: int, depth: int = 3) -> list[tuple[str, int, float, float]]:
     """(owner, arrays per model, numpy bytes per model, other bytes per model), largest first.
 
@@ -304,6 +325,8 @@ def child(models: int, per_model: int, limit_bytes: int) -> dict[str, Any]:
     peak = peak_rss_bytes()
 
     names = {model_name(i): "model" for i in range(models)}
+    first = monitor.tracked(model_name(0))
+    groups = {} if first is None else ring_groups({size: rings.shape for size, rings in first.windows.items()})
     tracker_tally, snapshot_tally, text_tally = Tally(), Tally(), Tally()
     seen: set[int] = set()
     for name in monitor.models():
@@ -316,6 +339,7 @@ def child(models: int, per_model: int, limit_bytes: int) -> dict[str, Any]:
         "feed_seconds": feed_seconds,
         "rss": {"base": base, "trackers": trackers, "snapshots": snapshots, "text": text, "peak": peak},
         "page_bytes": page_bytes,
+        "groups": groups,
         "tallies": {
             "tracker": [tracker_tally.arrays, tracker_tally.array_count, tracker_tally.objects],
             "snapshot": [snapshot_tally.arrays, snapshot_tally.array_count, snapshot_tally.objects],
@@ -383,7 +407,15 @@ def report(results: Sequence[dict[str, Any]], per_model: int) -> str:
             small = [0.0, 0.0]
             for key, count, numpy_bytes, other in per_model_rows(tally, n):
                 if numpy_bytes + other >= SHOWN_BYTES:
-                    body.append([name, key, str(count) if count else "", f"{numpy_bytes:,.0f}", f"{other:,.0f}"])
+                    body.append(
+                        [
+                            name,
+                            labeled(key, big.get("groups", {})),
+                            str(count) if count else "",
+                            f"{numpy_bytes:,.0f}",
+                            f"{other:,.0f}",
+                        ]
+                    )
                 else:
                     small[0] += numpy_bytes
                     small[1] += other
