@@ -6,7 +6,9 @@ the project's routes -> a webhook receiver standing in for the chat and pager.
 
 Two models are produced as ``decaywatch produce`` sends them (the producer's
 streams and publisher, through ``tests.helpers.produce``): ``decayer`` drops suddenly
-from 0.85 to 0.6 accuracy after 3,000 events, ``healthy`` holds 0.85. The
+from 0.85 to 0.6 accuracy after 3,000 events, ``healthy`` holds 0.85 and its
+labels come an hour (event time) after its predictions, as separate label
+events the monitor joins, so the label-health series exist too. The
 monitor judges 1,000-event windows against a 0.85 baseline with a 0.1 threshold
 (and a 0.5 floor, so the floor series exist too).
 
@@ -39,7 +41,7 @@ from tests.queries import Query, dashboard_queries, recorded_names, rule_queries
 
 log = logging.getLogger(__name__)
 
-MODELS = "decayer=sudden(from=0.85,to=0.6,at=3000),healthy=stable"
+MODELS = "decayer=sudden(from=0.85,to=0.6,at=3000),healthy=stable(label_delay=1h)"
 EVENTS_PER_MODEL = 8000
 #: Events per second over both models: the run takes ~8 s, so rates and alerts evolve over several scrapes.
 RATE = 2000
@@ -53,6 +55,8 @@ SILENT_BY_DESIGN = {
     "DecaywatchInvalidEventsHigh": "instance:decaywatch_invalid_events:ratio_rate5m",
     "DecaywatchMonitorDown": 'up{job=~"decaywatch.*"}',
     "DecaywatchConsumerLagHigh": "instance:decaywatch_consumer_lag_messages:sum",
+    "DecaywatchLabelsLate": "time() - model:decaywatch_labels_joined:last_timestamp_seconds",
+    "DecaywatchLabelCoverageLow": "decaywatch_label_coverage_ratio",
 }
 
 
@@ -189,9 +193,23 @@ def missing_data(run: OncallRun, queries: list[Query]) -> list[str]:
     return [f"{q.where}: {q.expr}" for q in queries if not run.prometheus.query(q.expr)]
 
 
+def wait_for_data(run: OncallRun, queries: list[Query], what: str) -> None:
+    """Wait until every query returns data; on timeout, name the queries that still return none."""
+    missing: list[str] = []
+
+    def complete() -> bool:
+        missing[:] = missing_data(run, queries)
+        return not missing
+
+    try:
+        wait_until(complete, timeout=30, message=what)
+    except AssertionError as error:
+        raise AssertionError(f"{error}; no data for: {missing}") from None
+
+
 def test_every_dashboard_query_returns_data(oncall: OncallRun) -> None:
     queries = [Query(q.where, substitute_grafana_variables(q.expr)) for q in dashboard_queries()]
-    wait_until(lambda: not missing_data(oncall, queries), timeout=30, message="data for every dashboard query")
+    wait_for_data(oncall, queries, "data for every dashboard query")
     models = get_json(f"{oncall.prometheus.url}/api/v1/label/model/values?match[]=decaywatch_events_total")["data"]
     assert sorted(models) == ["decayer", "healthy"]  # what the $model variable offers
 
@@ -206,7 +224,7 @@ def test_every_rule_expression_returns_data(oncall: OncallRun) -> None:
         else:
             queries.append(query)
     queries += [Query(f"recorded series {name}", name) for name in sorted(recorded_names())]
-    wait_until(lambda: not missing_data(oncall, queries), timeout=30, message="data for every rule expression")
+    wait_for_data(oncall, queries, "data for every rule expression")
     # ... and the silent ones are silent on this healthy run.
     for name in SILENT_BY_DESIGN:
         expr = next(q.expr for q in rule_queries() if q.where == name)
