@@ -97,8 +97,8 @@ class MonitorService:
     ) -> None:
         """``export_interval_s``: hand the metrics a new snapshot at most this often (0: after every batch).
 
-        A snapshot costs per model touched; with many models per batch the
-        service exports every ~0.1 s instead (``MonitorRuntime``), and at once
+        A snapshot costs per model touched; the real service exports at most
+        every 0.01 s (``MonitorRuntime``), and at once
         whenever a batch changes an alert, the input goes idle, or partitions move.
         The interval stretches so that snapshots take at most ``EXPORT_SHARE``
         of the time (with 1,000 models touched per batch, a snapshot takes
