@@ -29,9 +29,6 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from decaywatch.monitor.alert import DEGRADED_MESSAGE, STABLE_MESSAGE
-from decaywatch.shared.logs import configure_logging
-
 if TYPE_CHECKING:  # the service and the core need numpy and kafka-python: imported when the demo runs
     from decaywatch.monitor.config import MonitorConfig
     from decaywatch.monitor.snapshot import ModelSnapshot
@@ -102,6 +99,7 @@ def demo_specs(models: str, label_delay: str | None) -> list[ModelSpec]:
 def run(args: argparse.Namespace) -> int:
     from decaywatch.consumer.runtime import MonitorRuntime, MonitorSettings
     from decaywatch.producer.scenario import SpecError
+    from decaywatch.shared.logs import configure_logging
     from decaywatch.table import LiveTable
 
     try:
@@ -171,6 +169,8 @@ def verdict(m: ModelSnapshot) -> str:
     until = ""
     if w.time_span is not None:
         until = f", {time.strftime('%Y-%m-%d', time.gmtime(w.time_span[1]))}"
+    from decaywatch.monitor.alert import DEGRADED_MESSAGE, STABLE_MESSAGE
+
     relation = ">" if m.degraded else "<="
     message = DEGRADED_MESSAGE if m.degraded else STABLE_MESSAGE
     return (
