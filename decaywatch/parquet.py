@@ -155,24 +155,45 @@ def parquet_chunks(source: IO[bytes], batch_rows: int = BATCH_ROWS) -> Iterator[
     if not source.seekable():
         source = pa.BufferReader(source.read())
     try:
-        parquet = pq.ParquetFile(source)
+        parquet = pq.ParquetFile(source, read_dictionary=["model"])  # model ids stay codes: no string per row
     except pa.ArrowInvalid as error:
         raise OSError(f"not a Parquet file: {error}") from error
     layout = _layout(pa, parquet.schema_arrow)
-    columns = None if layout.columns is None else list(layout.columns)
     try:
-        for record_batch in parquet.iter_batches(batch_size=batch_rows, columns=columns, use_threads=True):
-            if record_batch.num_rows:
-                yield from _batch_chunks(pa, pc, record_batch, layout)
+        for group in range(parquet.metadata.num_row_groups):
+            columns = _columns_to_read(parquet.metadata.row_group(group), layout)
+            for record_batch in parquet.iter_batches(batch_size=batch_rows, row_groups=[group], columns=columns):
+                if record_batch.num_rows:
+                    yield from _batch_chunks(pa, pc, record_batch, layout)
     except pa.ArrowInvalid as error:
         raise OSError(f"unreadable Parquet: {error}") from error
+
+
+def _columns_to_read(group: Any, layout: _Layout) -> list[str] | None:
+    """The fast path's columns, less ``event_id`` where the row group's statistics show it cannot matter.
+
+    ``event_id`` only makes a row a pending prediction (no label) or a label
+    event (no prediction); its type was checked with the schema.  When every
+    row of the group has both a prediction and a label, its 10M strings need
+    not be decoded.
+    """
+    if layout.columns is None:
+        return None
+    nulls = {}
+    for i in range(group.num_columns):
+        chunk = group.column(i)
+        statistics = chunk.statistics
+        nulls[chunk.path_in_schema] = statistics.null_count if statistics is not None and statistics.has_null_count else None
+    if nulls.get("prediction") == 0 and nulls.get("label") == 0:
+        return [name for name in layout.columns if name != "event_id"]
+    return list(layout.columns)
 
 
 def _batch_chunks(pa: Any, pc: Any, batch: Any, layout: _Layout) -> Iterator[Chunk]:
     """One record batch as chunks of consecutive rows: fast runs of rows that pass every column check, dict runs between."""
     n = batch.num_rows
     for i, field in enumerate(batch.schema):  # a column written from a dictionary array reads back as one
-        if pa.types.is_dictionary(field.type):
+        if pa.types.is_dictionary(field.type) and (field.name != "model" or layout.columns is None):
             batch = batch.set_column(i, field.name, batch.column(i).dictionary_decode())
     times = None if layout.ts_kind is None else _event_times(pa, pc, batch.column("ts"), layout.ts_kind, layout.time_unit)
     if layout.columns is None:
@@ -246,7 +267,11 @@ class _Columns:
         n = batch.num_rows
         names = batch.schema.names
         model = batch.column("model")
-        lengths = pc.fill_null(pc.utf8_length(model), 0).to_numpy()
+        if pa.types.is_dictionary(model.type):  # the length of each distinct id, then each row's
+            lengths = np.append(pc.utf8_length(model.dictionary).to_numpy(zero_copy_only=False), 0)
+            lengths = lengths[pc.fill_null(model.indices, len(model.dictionary)).to_numpy()]
+        else:
+            lengths = pc.fill_null(pc.utf8_length(model), 0).to_numpy()
         suspect = ~((lengths >= 1) & (lengths <= MAX_MODEL_ID_LENGTH))
         has_prediction = _valid(batch, "prediction", n)
         has_label = _valid(batch, "label", n)
@@ -319,6 +344,15 @@ def _array(column: Any) -> npt.NDArray[Any]:
 
 def _models(pa: Any, pc: Any, column: Any) -> tuple[tuple[str, ...], npt.NDArray[np.int32]]:
     """The distinct model ids in order of first appearance (as ``validate`` numbers them) and each row's code."""
+    if pa.types.is_dictionary(column.type):  # the file's dictionary: renumber the codes used, by first appearance
+        indices = column.indices.to_numpy()
+        used = pc.unique(column.indices).to_numpy()  # in order of first appearance
+        models = tuple(column.dictionary.take(pa.array(used)).to_pylist())
+        if len(set(models)) == len(models):
+            renumber = np.zeros(len(column.dictionary), dtype=np.int32)
+            renumber[used] = np.arange(len(used), dtype=np.int32)
+            return models, renumber[indices]
+        column = column.dictionary_decode()  # one id under two codes: encode the ids themselves
     encoded = pc.dictionary_encode(column)  # the dictionary is in order of first appearance
     codes = np.asarray(encoded.indices.to_numpy(), dtype=np.int32)
     return tuple(encoded.dictionary.to_pylist()), codes

@@ -23,6 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from decaywatch.monitor.eventkey import event_keys
 from decaywatch.recording import RecordedBatch, read_batches
 from tests.unit.test_replay import T0, drifting_events, ev, jsonl, run_replay, to_csv
 
@@ -199,6 +200,16 @@ def test_models_are_numbered_in_order_of_first_appearance_in_each_batch() -> Non
     (batch,) = read(to_parquet(events), "parquet")
     assert batch.events.models == ("z", "a", "m")
     assert batch.events.model_codes.tolist() == [0, 1, 0, 2, 1]
+    later = read(to_parquet([ev(m, 1, 1, T0) for m in ["z", "a", "m", "a", "m"]]), "parquet", parquet_rows=3)
+    assert [b.events.models for b in later] == [("z", "a", "m"), ("a", "m")]  # not the file's dictionary order
+    assert [b.events.model_codes.tolist() for b in later] == [[0, 1, 2], [0, 1]]
+
+
+def test_event_ids_are_keyed_whether_or_not_their_row_group_needs_them() -> None:
+    events = [ev("m", 1, 1, T0 + i, event_id=f"e{i}") for i in range(6)] + [ev("m", 1, None, T0 + 6, event_id="e6")]
+    truth = records(read(dense_jsonl(events), "jsonl"))
+    assert truth[-1][8:] == (1, int(event_keys(["e6"])[0]))  # the last one is pending, under its id's key
+    assert records(read(to_parquet(events, row_group=3), "parquet")) == truth  # groups 1-2 skip event_id, group 3 not
 
 
 def test_nan_score_and_ts_are_rejected() -> None:
