@@ -28,10 +28,21 @@ predictions and labels share one Python object per distinct value.  Only rows
 that fail a column check (or a file whose column types the fast path does not
 know) are turned into dicts and validated one by one, a run of consecutive
 rows at a time, so every answer about an odd row comes from the schema itself.
-Unneeded columns (``model_version``, numeric features) are never decoded.
-Memory holds one record batch (``batch_rows`` rows) at a time; standard input,
-which Parquet cannot be read from as a stream (its index is at the end), is
-read whole first.
+Unneeded columns (``model_version``, numeric features) are never decoded, nor
+``event_id`` in a row group whose statistics show that every row has both a
+prediction and a label (the id then changes nothing).  Memory holds one record
+batch (``batch_rows`` rows) at a time; standard input, which Parquet cannot be
+read from as a stream (its index is at the end), is read whole first.
+
+>>> import io
+>>> import pyarrow as pa
+>>> import pyarrow.parquet as pq
+>>> rows = [{"model": "m", "prediction": 1, "label": 1, "ts": 5.0}, {"model": "", "prediction": 1, "label": None, "ts": None}]
+>>> pq.write_table(pa.Table.from_pylist(rows), out := io.BytesIO())
+>>> from decaywatch.recording import read_batches
+>>> [(b.events.source_index.tolist(), b.events.correct.tolist(), [(r.index, r.reason) for r in b.rejections])
+...  for b in read_batches(io.BytesIO(out.getvalue()), "parquet")]
+[([0], [True], []), ([], [], [(1, 'invalid_model')])]
 """
 
 from __future__ import annotations
