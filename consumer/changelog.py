@@ -88,7 +88,7 @@ class KafkaStateStore:
         from kafka.admin import KafkaAdminClient
         from kafka.errors import TopicAlreadyExistsError
 
-        probe = KafkaConsumer(**kafka)
+        probe = KafkaConsumer(enable_auto_commit=False, **kafka)  # no group: without this kafka-python warns on every start
         try:
             deadline = time.monotonic() + 30.0
             partitions = probe.partitions_for_topic(input_topic)
