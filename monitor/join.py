@@ -51,7 +51,7 @@ capacity bound, which is applied at the end of each batch):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Final
 
 import numpy as np
@@ -431,7 +431,7 @@ class Join:
         self.joined += int(delay.shape[0])
         self.delays += np.bincount(np.searchsorted(DELAY_BUCKETS, delay, "left"), minlength=self.delays.shape[0])
         self.delay_sum += float(delay.sum())
-        return Joined(cat("position"), cat("time"), cat("prediction"), cat("label"), cat("score"), cat("late"))
+        return Joined(*(cat(f.name) for f in fields(Joined)))
 
     def snapshot(self) -> LabelSnapshot | None:
         """Label health for exporters; ``None`` while the model has never joined or waited (inline labels only)."""
@@ -518,14 +518,10 @@ def _hold(table: SortedTable, limit: int) -> int:
     return excess
 
 
-@dataclass(slots=True)
-class _Join:
-    position: npt.NDArray[np.intp]
-    time: npt.NDArray[np.float64]
-    prediction: npt.NDArray[np.object_]
-    label: npt.NDArray[np.object_]
-    score: npt.NDArray[np.float64]
-    late: npt.NDArray[np.bool_]
+@dataclass(frozen=True, slots=True)
+class _Join(Joined):
+    """One part of a batch's joins, with when each label became known (for the label-delay histogram)."""
+
     label_time: npt.NDArray[np.float64]
 
 
