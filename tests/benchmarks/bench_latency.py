@@ -107,6 +107,7 @@ from tests.benchmarks.bench_throughput import (
     markdown_table,
     proc_cpu_seconds,
     single_value,
+    stop_process,
 )
 
 DEFAULT_MODELS = (10, 1000)
@@ -329,12 +330,7 @@ def scraper(url: str, interval: float, workdir: Path) -> Iterator[list[tuple[flo
             time.sleep(0.02)
         yield records
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        stop_process(process, 60.0)
     if process.returncode != 0 or not out.exists():
         raise BenchError(f"the scraper exited with {process.returncode}")
     records.extend((float(t0), float(t1), dict(counts)) for t0, t1, counts in json.loads(out.read_text()))
@@ -360,13 +356,7 @@ def monitor(bootstrap: str, topic: str, workdir: Path, extra: Sequence[str]) -> 
     except BenchError as error:
         raise BenchError(f"{error}; monitor log: {_tail(log_path.read_text(errors='replace'), 3)}") from None
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+        stop_process(process)
         warnings = [line for line in log_path.read_text(errors="replace").splitlines() if "WARNING" in line or "ERROR" in line]
         if warnings:
             print(f"  the monitor logged {len(warnings)} warning(s) or error(s); first: {warnings[0][:300]}", flush=True)

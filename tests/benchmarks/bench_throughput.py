@@ -668,6 +668,18 @@ def _clean_env() -> dict[str, str]:
     return env
 
 
+def stop_process(process: subprocess.Popen[Any], grace_s: float = 30.0) -> None:
+    """SIGTERM, then SIGKILL if it is still running after ``grace_s`` (a clean stop lets it flush and commit)."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+
+
 def _tail(text: str, lines: int) -> str:
     return " | ".join(text.strip().splitlines()[-lines:]) or "(no output)"
 
@@ -717,13 +729,7 @@ class MonitorRun:
         finally:
             sampler.stop()
             admin.close()
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(5)
+            stop_process(process)
 
     def _drain(self, process: subprocess.Popen[str]) -> None:
         assert process.stdout is not None
