@@ -17,16 +17,26 @@ values seen (a classifier's few classes).
 Semantics, in stream order (the same whatever the batch sizes, except for the
 capacity bound, which is applied at the end of each batch):
 
-- The *clock* is the newest event time of the model's events so far
-  (predictions and labels).  A prediction waits while ``clock - its time <=
-  label_ttl``; an orphan waits while ``clock - its time <= orphan_ttl``
-  (its time is the label event's ``ts``).  When they stop waiting they are
-  counted: ``unlabeled["ttl"]``, ``unmatched["orphan_expired"]``.
-- A label joins the oldest-arrived waiting prediction with its id; a
-  prediction joins the first waiting orphan with its id.  First label wins:
-  a later label for a joined id (while the prediction's TTL lasts) counts as
-  ``unmatched["duplicate"]``, and so do the other orphans of an id when one
-  joins.  After the TTL a further label waits as an orphan and expires.
+- Two *clocks*: the newest event time of the model's predictions (``clock``)
+  and of its label events (``label_clock``).  A prediction waits for its
+  label until the labels have moved past its time by ``label_ttl``; an
+  orphan waits for its prediction until the predictions have moved past its
+  time (the label event's ``ts``) by ``orphan_ttl``.  When they stop waiting
+  they are counted: ``unlabeled["ttl"]``, ``unmatched["orphan_expired"]``.
+  Each side is judged by the clock of the stream its partner comes on, so
+  predictions and labels on two topics, read at different paces, join the
+  same as one stream in event-time order, as long as neither topic is read
+  more than ``label_ttl`` of event time ahead of the other (``SKEW``).  That
+  bound also ends the wait when the partner's stream stops: a prediction
+  leaves once predictions are ``2 * label_ttl`` past it, an orphan once
+  labels are ``orphan_ttl + label_ttl`` past it.
+- A label joins the oldest-arrived waiting prediction with its id, if it
+  came within ``label_ttl`` of the prediction (by their ``ts``); a prediction
+  joins the first waiting orphan with its id that came within that time of
+  it.  First label wins: a later label for a joined id (within the
+  prediction's TTL) counts as ``unmatched["duplicate"]``, and so do the
+  other such orphans of an id when one joins.  A label after the TTL waits
+  as an orphan and expires.
 - A label of another type than its prediction (``1`` for ``"1"``) is
   ``unmatched["type_mismatch"]``: counted, not joined; the prediction keeps waiting.
 - At most ``max_pending`` predictions wait (and as many orphans and joined
@@ -130,6 +140,9 @@ class Join:
         """The distinct prediction and label values waiting; codes index this."""
         self._codes: dict[tuple[type, Any], int] = {}
         self.clock: float | None = None
+        """The newest prediction time of the model (once it has joined or waited)."""
+        self.label_clock: float | None = None
+        """The newest label-event time of the model."""
         self.joined = 0
         self.unlabeled = dict.fromkeys(UNLABELED_REASONS, 0)
         self.unmatched = dict.fromkeys(UNMATCHED_REASONS, 0)
@@ -151,19 +164,34 @@ class Join:
         """
         if not rows.event_time.shape[0]:
             return _empty()
-        start = max(-np.inf if self.clock is None else self.clock, -np.inf if before is None else before)
+        start = max(_time(self.clock), _time(before))
         if rows.role is None or rows.key is None or not bool((rows.role != Role.PREDICTION).any()):
-            if self.clock is not None:  # a model that has never joined keeps no clock (and no label snapshot)
+            if self.clock is not None or self.label_clock is not None:  # a model that never joined keeps no clocks
                 self.clock = max(start, float(rows.event_time.max()))
                 self._expire()
             return _empty()
-        clock = np.maximum.accumulate(np.maximum(rows.event_time, start))
-        self.clock = float(clock[-1])
-        batch = _Batch(rows, late, clock)
+        is_label = rows.role == Role.LABEL
+        batch = _Batch(
+            rows, late, _clock(rows.event_time, ~is_label, start), _clock(rows.event_time, is_label, _time(self.label_clock))
+        )
+        self.clock = _clock_value(batch.clock[-1])
+        self.label_clock = _clock_value(batch.label_clock[-1])
         joined = self._fast(batch) + self._slow(batch)
         self._expire()
         self._compact_values()
         return self._finish(joined)
+
+    def _waits(self, b: _Batch, rows: Any, prediction_time: Any) -> Any:
+        """Whether a prediction of this time still waits for its label at these rows (by both clocks)."""
+        return (b.label_clock[rows] - prediction_time <= self.label_ttl) & (
+            b.clock[rows] - prediction_time <= self.label_ttl + self.label_ttl
+        )
+
+    def _orphan_waits(self, b: _Batch, rows: Any, label_time: Any) -> Any:
+        """Whether an orphan label of this time still waits for its prediction at these rows."""
+        return (b.clock[rows] - label_time <= self.orphan_ttl) & (
+            b.label_clock[rows] - label_time <= self.orphan_ttl + self.label_ttl
+        )
 
     # -- the common cases, a column at a time -----------------------------------------------------------
 
@@ -172,75 +200,118 @@ class Join:
         idx, key = b.index, b.key
         w_lo, w_hi = self.waiting.span(key)
         o_lo, o_hi = self.orphans.span(key)
-        alone = (b.multiplicity == 1) & (o_hi == o_lo)
+        once = b.multiplicity == 1
         is_label = b.role[idx] == Role.LABEL
-        fresh = alone & (w_hi == w_lo)
+        no_orphan = o_hi == o_lo
+        fresh = once & no_orphan & (w_hi == w_lo)
         new_pred = fresh & ~is_label
         times = self.waiting.columns["time"]
-        meets = alone & is_label & (w_hi - w_lo == 1)
-        meets[meets] = b.clock[idx[meets]] - times[w_lo[meets]] <= self.label_ttl
+        meets = once & no_orphan & is_label & (w_hi - w_lo == 1)
+        meets[meets] = self._waits(b, idx[meets], times[w_lo[meets]])
+        label_times = self.orphans.columns["time"]
+        found = once & ~is_label & (w_hi == w_lo) & (o_hi - o_lo == 1)
+        at = idx[found]
+        found[found] = self._orphan_waits(b, at, label_times[o_lo[found]]) & (
+            label_times[o_lo[found]] - b.rows.event_time[at] <= self.label_ttl
+        )
         new_label = fresh & is_label
-        b.slow = ~(new_pred | meets | new_label)
+        b.slow = ~(new_pred | meets | new_label | found)
 
-        at, where = idx[meets], w_lo[meets]
-        label_values = b.labels_at(at)
-        pending = self.waiting.columns
-        kinds = np.array([_TYPE_CODES[type(v)] for v in self.values] or [0], dtype=np.int8)
-        label_kinds = np.array([_TYPE_CODES[type(v)] for v in label_values.tolist()], dtype=np.int8)
-        same = kinds[pending["code"][where]] == label_kinds
-        self.unmatched["type_mismatch"] += int(np.count_nonzero(~same))
-        at, where, label_values = at[same], where[same], label_values[same]
-        values = _objects(self.values)
-        joins = [
-            _Join(
-                at,
-                pending["time"][where],
-                values[pending["code"][where]],
-                label_values,
-                pending["score"][where],
-                pending["late"][where],
-                b.rows.event_time[at],
-            )
-        ]
-        gone = np.zeros(len(self.waiting), dtype=bool)
-        gone[where] = True
-        self.waiting.take(gone)
-        self.done.insert({"key": b.rows.key[at], "time": joins[0].time})  # type: ignore[index]
-
+        joins = [self._meet_waiting(b, idx[meets], w_lo[meets]), self._meet_orphan(b, idx[found], o_lo[found])]
         self.waiting.insert(self._pending_rows(b, idx[new_pred]))
         labels = idx[new_label]
         d_lo, d_hi = self.done.span(b.rows.key[labels])  # type: ignore[index]
         done_time = self.done.columns["time"]
         duplicate = d_hi > d_lo
-        duplicate[duplicate] = b.clock[labels[duplicate]] - done_time[d_hi[duplicate] - 1] <= self.label_ttl
+        duplicate[duplicate] = self._waits(b, labels[duplicate], done_time[d_hi[duplicate] - 1])
         self.unmatched["duplicate"] += int(np.count_nonzero(duplicate))
         orphans = labels[~duplicate]
         self.orphans.insert(
             {"key": b.rows.key[orphans], "time": b.rows.event_time[orphans], "code": self._encode(b.labels_at(orphans))}  # type: ignore[index]
         )
-        joins.append(self._pairs(b, (w_hi == w_lo) & (o_hi == o_lo)))
+        joins.append(self._pairs(b, (w_hi == w_lo) & no_orphan))
         return joins
 
+    def _meet_waiting(self, b: _Batch, at: npt.NDArray[np.intp], where: npt.NDArray[np.intp]) -> _Join:
+        """Labels at rows ``at`` meet the one waiting prediction of their id each (table rows ``where``)."""
+        label_values = b.labels_at(at)
+        pending = self.waiting.columns
+        same = self._table_kinds(pending["code"][where]) == _value_kinds(label_values)
+        self.unmatched["type_mismatch"] += int(np.count_nonzero(~same))
+        at, where, label_values = at[same], where[same], label_values[same]
+        join = _Join(
+            at,
+            pending["time"][where],
+            _objects(self.values)[pending["code"][where]],
+            label_values,
+            pending["score"][where],
+            pending["late"][where],
+            b.rows.event_time[at],
+        )
+        gone = np.zeros(len(self.waiting), dtype=bool)
+        gone[where] = True
+        self.waiting.take(gone)
+        self.done.insert({"key": b.rows.key[at], "time": join.time})  # type: ignore[index]
+        return join
+
+    def _meet_orphan(self, b: _Batch, at: npt.NDArray[np.intp], where: npt.NDArray[np.intp]) -> _Join:
+        """Predictions at rows ``at`` meet the one waiting orphan label of their id each (table rows ``where``)."""
+        rows = b.rows
+        assert rows.predictions is not None
+        predictions = rows.predictions[at]
+        orphans = self.orphans.columns
+        same = self._table_kinds(orphans["code"][where]) == _value_kinds(predictions)
+        self.unmatched["type_mismatch"] += int(np.count_nonzero(~same))
+        gone = np.zeros(len(self.orphans), dtype=bool)
+        gone[where] = True  # a label of another type is counted and leaves; the prediction waits
+        self.waiting.insert(self._pending_rows(b, at[~same]))
+        at, where = at[same], where[same]
+        time = rows.event_time[at]
+        join = _Join(
+            at,
+            time,
+            predictions[same],
+            _objects(self.values)[orphans["code"][where]],
+            rows.score[at] if rows.score is not None else np.full(at.shape[0], np.nan),
+            b.late[at],
+            orphans["time"][where],
+        )
+        self.orphans.take(gone)
+        self.done.insert({"key": rows.key[at], "time": time})  # type: ignore[index]
+        return join
+
+    def _table_kinds(self, codes: npt.NDArray[np.int32]) -> npt.NDArray[np.int8]:
+        """The type code of each table value code."""
+        kinds = np.array([_TYPE_CODES[type(v)] for v in self.values] or [0], dtype=np.int8)
+        return kinds[codes]
+
     def _pairs(self, b: _Batch, unknown: npt.NDArray[np.bool_]) -> _Join:
-        """Ids new here that occur twice in the batch, a prediction and then its label: joined in bulk."""
+        """Ids new here that occur twice in the batch, a prediction and its label in either order: joined in bulk."""
         idx, rows = b.index, b.rows
         candidates = np.flatnonzero((b.multiplicity == 2) & unknown)
         order = candidates[np.lexsort((idx[candidates], b.key[candidates]))]  # by key, then position
         first, second = order[0::2], order[1::2]
         p, q = idx[first], idx[second]
-        ok = (b.role[p] == Role.PENDING) & (b.role[q] == Role.LABEL)
-        ok &= b.clock[q] - rows.event_time[p] <= self.label_ttl
+        label_first = b.role[p] == Role.LABEL
+        pred = np.where(label_first, q, p)
+        lab = np.where(label_first, p, q)
+        t, s = rows.event_time[pred], rows.event_time[lab]
+        ok = np.where(
+            label_first,
+            (b.role[q] == Role.PENDING) & self._orphan_waits(b, q, s) & (s - t <= self.label_ttl),
+            (b.role[p] == Role.PENDING) & (b.role[q] == Role.LABEL) & self._waits(b, q, t),
+        )
         assert rows.predictions is not None
         assert rows.key is not None
-        predictions, labels = rows.predictions[p], b.labels_at(q)
+        predictions, labels = rows.predictions[pred], b.labels_at(lab)
         ok &= _same_types(predictions.tolist(), labels.tolist())
         b.slow[first[ok]] = False
         b.slow[second[ok]] = False
-        p, q = p[ok], q[ok]
-        score = rows.score[p] if rows.score is not None else np.full(p.shape[0], np.nan)
-        time = rows.event_time[p]
+        pred, q = pred[ok], q[ok]
+        score = rows.score[pred] if rows.score is not None else np.full(pred.shape[0], np.nan)
+        time = t[ok]
         self.done.insert({"key": rows.key[q], "time": time})
-        return _Join(q, time, predictions[ok], labels[ok], score, b.late[p], rows.event_time[q])
+        return _Join(q, time, predictions[ok], labels[ok], score, b.late[pred], s[ok])
 
     # -- everything else, one event at a time in stream order ---------------------------------------------
 
@@ -267,25 +338,27 @@ class Join:
         labels = b.rows.labels
         assert labels is not None
         score = b.rows.score
-        for i, k, t, c, role in zip(
+        ttl = self.label_ttl
+        for i, k, t, c, lc, role in zip(
             rows.tolist(),
             key[rows].tolist(),
             b.rows.event_time[rows].tolist(),
             b.clock[rows].tolist(),
+            b.label_clock[rows].tolist(),
             b.role[rows].tolist(),
             strict=True,
         ):
             if role == Role.PENDING:
                 p = preds[i] if preds is not None else None
                 s = float(score[i]) if score is not None else float("nan")
-                if self._meet_orphans(o.get(k, []), i, t, c, p, s, bool(b.late[i]), out):
+                if self._meet_orphans(o.get(k, []), i, t, (c, lc), p, s, bool(b.late[i]), out):
                     d[k] = t
                 else:
                     w.setdefault(k, []).append([t, s, p, bool(b.late[i])])
             else:
                 label = labels[i]
                 queue = w.get(k, [])
-                kept = [entry for entry in queue if c - entry[0] <= self.label_ttl]
+                kept = [entry for entry in queue if lc - entry[0] <= ttl and c - entry[0] <= ttl + ttl]
                 self.unlabeled["ttl"] += len(queue) - len(kept)
                 w[k] = kept
                 if kept:
@@ -296,7 +369,7 @@ class Join:
                         kept.pop(0)
                         out.append([i, first[0], first[2], label, first[1], first[3], t])
                         d[k] = first[0]
-                elif k in d and c - d[k] <= self.label_ttl:
+                elif k in d and lc - d[k] <= ttl and c - d[k] <= ttl + ttl:
                     self.unmatched["duplicate"] += 1
                 else:
                     o.setdefault(k, []).append([t, label])
@@ -317,21 +390,40 @@ class Join:
         ]
 
     def _meet_orphans(
-        self, queue: list[list[Any]], i: int, t: float, c: float, p: Any, s: float, late: bool, out: list[list[Any]]
+        self,
+        queue: list[list[Any]],
+        i: int,
+        t: float,
+        clocks: tuple[float, float],
+        p: Any,
+        s: float,
+        late: bool,
+        out: list[list[Any]],
     ) -> bool:
-        """A prediction meets the orphans of its id (in arrival order); returns whether one joined it."""
-        kept = [entry for entry in queue if c - entry[0] <= self.orphan_ttl]
+        """A prediction meets the orphans of its id (in arrival order); returns whether one joined it.
+
+        Orphans the clocks have passed are counted and leave; one that came
+        more than ``label_ttl`` after the prediction does not join it (it waits
+        on, and expires).  When one joins, the others within the TTL are
+        duplicates.
+        """
+        c, lc = clocks
+        kept = [e for e in queue if c - e[0] <= self.orphan_ttl and lc - e[0] <= self.orphan_ttl + self.label_ttl]
         self.unmatched["orphan_expired"] += len(queue) - len(kept)
         queue[:] = kept
-        while queue:
-            label_time, label = queue.pop(0)
+        for n, (label_time, label) in enumerate(queue):
+            if label_time - t > self.label_ttl:
+                continue
             if type(label) is not type(p):
                 self.unmatched["type_mismatch"] += 1
+                queue[n] = []
                 continue
             out.append([i, t, p, label, s, late, label_time])
-            self.unmatched["duplicate"] += len(queue)
-            queue.clear()
+            after = [e for e in queue[n + 1 :] if e and e[0] - t > self.label_ttl]
+            self.unmatched["duplicate"] += sum(1 for e in queue[n + 1 :] if e) - len(after)
+            queue[:] = [e for e in queue[:n] if e] + after
             return True
+        queue[:] = [e for e in queue if e]
         return False
 
     def _put_back(self, w: dict[int, list[list[Any]]], o: dict[int, list[list[Any]]], d: dict[int, float]) -> None:
@@ -405,15 +497,19 @@ class Join:
 
     def _expire(self) -> None:
         """End of batch: what the clock has passed leaves, and each table is held to ``max_pending``."""
-        if self.clock is None:
+        if self.clock is None and self.label_clock is None:
             return
-        old = self.clock - self.waiting.columns["time"] > self.label_ttl
-        self.unlabeled["ttl"] += int(np.count_nonzero(old))
-        self.waiting.take(old)
-        old = self.clock - self.orphans.columns["time"] > self.orphan_ttl
+        clock, label_clock, ttl = _time(self.clock), _time(self.label_clock), self.label_ttl
+        for table, counts, reason in ((self.waiting, self.unlabeled, "ttl"), (self.done, None, "")):
+            times = table.columns["time"]
+            old = (label_clock - times > ttl) | (clock - times > ttl + ttl)
+            if counts is not None:
+                counts[reason] += int(np.count_nonzero(old))
+            table.take(old)
+        times = self.orphans.columns["time"]
+        old = (clock - times > self.orphan_ttl) | (label_clock - times > self.orphan_ttl + ttl)
         self.unmatched["orphan_expired"] += int(np.count_nonzero(old))
         self.orphans.take(old)
-        self.done.take(self.clock - self.done.columns["time"] > self.label_ttl)
         self.unlabeled["capacity"] += _hold(self.waiting, self.max_pending)
         self.unmatched["orphan_expired"] += _hold(self.orphans, self.max_pending)
         _hold(self.done, self.max_pending)
@@ -435,7 +531,7 @@ class Join:
 
     def snapshot(self) -> LabelSnapshot | None:
         """Label health for exporters; ``None`` while the model has never joined or waited (inline labels only)."""
-        if self.clock is None:
+        if self.clock is None and self.label_clock is None:
             return None
         return LabelSnapshot(
             pending=len(self.waiting),
@@ -456,6 +552,7 @@ class Join:
             "values": list(self.values),
             "codes": len(self._codes),
             "clock": self.clock,
+            "label_clock": self.label_clock,
             "joined": self.joined,
             "unlabeled": dict(self.unlabeled),
             "unmatched": dict(self.unmatched),
@@ -480,6 +577,8 @@ class Join:
             raise ValueError("join values are not distinct")
         clock = state["clock"]
         self.clock = None if clock is None else float(clock)
+        label_clock = state.get("label_clock", clock)  # checkpoints before it had one clock for both
+        self.label_clock = None if label_clock is None else float(label_clock)
         self.joined = _count(state["joined"])
         if set(state["unlabeled"]) != set(UNLABELED_REASONS) or set(state["unmatched"]) != set(UNMATCHED_REASONS):
             raise ValueError("join counters by unknown reasons")
@@ -526,15 +625,24 @@ class _Join(Joined):
 
 
 class _Batch:
-    """One batch's joining events (pending predictions and labels), with the clock at each row."""
+    """One batch's joining events (pending predictions and labels), with both clocks at each row."""
 
-    def __init__(self, rows: ModelRows, late: npt.NDArray[np.bool_], clock: npt.NDArray[np.float64]) -> None:
+    def __init__(
+        self,
+        rows: ModelRows,
+        late: npt.NDArray[np.bool_],
+        clock: npt.NDArray[np.float64],
+        label_clock: npt.NDArray[np.float64],
+    ) -> None:
         assert rows.role is not None
         assert rows.key is not None
         self.rows = rows
         self.role = rows.role
         self.late = late
         self.clock = clock
+        """The newest prediction time up to and including each row."""
+        self.label_clock = label_clock
+        """The newest label-event time up to and including each row."""
         self.index = np.flatnonzero(rows.role != Role.PREDICTION)
         self.key = rows.key[self.index]
         _unique, inverse, counts = np.unique(self.key, return_inverse=True, return_counts=True)
@@ -545,6 +653,23 @@ class _Batch:
         labels = self.rows.labels
         assert labels is not None
         return labels[rows]
+
+
+def _time(value: float | None) -> float:
+    return -np.inf if value is None else value
+
+
+def _clock(times: npt.NDArray[np.float64], counted: npt.NDArray[np.bool_], start: float) -> npt.NDArray[np.float64]:
+    """The newest time of the ``counted`` rows up to each row, from ``start``."""
+    return np.maximum.accumulate(np.where(counted, np.maximum(times, start), start))
+
+
+def _clock_value(value: float) -> float | None:
+    return None if value == -np.inf else float(value)
+
+
+def _value_kinds(values: npt.NDArray[np.object_]) -> npt.NDArray[np.int8]:
+    return np.array([_TYPE_CODES[type(v)] for v in values.tolist()], dtype=np.int8)
 
 
 def _empty() -> Joined:

@@ -7,6 +7,7 @@ import itertools
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -271,3 +272,62 @@ def test_the_join_is_the_same_whatever_the_batches(script: list[tuple[bool, int,
     assert first.keys() == second.keys()
     for name in ("joined", "unlabeled", "unmatched", "clock", "delay_sum"):
         assert first[name] == second[name], name
+
+
+# -- two topics read at different paces: the same counts as one stream in event-time order ------------------
+
+
+@st.composite
+def two_topics(draw: st.DrawFn) -> tuple[list[Event], list[Event], float, list[int]]:
+    """Predictions in time order and their labels (some missing, late or twice) in label-time order, one topic each."""
+    n = draw(st.integers(1, 80))
+    steps = draw(st.lists(st.floats(0.0, 400.0), min_size=n, max_size=n))
+    times = np.cumsum(steps).tolist()
+    predictions: list[Event] = []
+    labels: list[Event] = []
+    for i, t in enumerate(times):
+        value = draw(st.integers(0, 1))
+        predictions.append(pred(i, value, t, model=draw(st.sampled_from(["m", "n"]))))
+        model = predictions[-1]["model"]
+        for delay in draw(st.lists(st.floats(0.0, 9000.0), max_size=2)):  # none, one, or a second one (a duplicate)
+            labels.append(label(i, draw(st.integers(0, 1)), t + delay, model=model))
+    labels.sort(key=lambda e: e["ts"])
+    shift = draw(st.floats(-3600.0, 3600.0))  # one topic read up to label_ttl of event time ahead of the other
+    cuts = draw(st.lists(st.integers(1, len(predictions) + len(labels)), max_size=6))
+    return predictions, labels, shift, cuts
+
+
+def arrival(predictions: list[Event], labels: list[Event], shift: float) -> list[Event]:
+    """Both topics merged as a consumer might read them: labels ``shift`` seconds of event time behind (or ahead)."""
+    keyed = [(e["ts"], 0, n, e) for n, e in enumerate(predictions)] + [(e["ts"] + shift, 1, n, e) for n, e in enumerate(labels)]
+    return [e for *_key, e in sorted(keyed, key=lambda k: k[:3])]
+
+
+@settings(max_examples=200, deadline=None)
+@given(two_topics())
+def test_two_topics_read_at_different_paces_join_as_one_stream_in_event_time_order(
+    case: tuple[list[Event], list[Event], float, list[int]],
+) -> None:
+    """Every count, the label-delay histogram and the event-time windows: as if the topics were one stream in time order.
+
+    (The count windows take outcomes in the order they are joined, which follows the reading pace.)
+    """
+    predictions, labels, shift, cuts = case
+    policy = dataclasses.replace(POLICY, allowed_lateness="1d")
+    _alerts, reference = run(arrival(predictions, labels, 0.0), [], policy)
+    _alerts, paced = run(arrival(predictions, labels, shift), cuts, policy)
+    for model, expected in reference.snapshot().items():
+        got = paced.snapshot()[model]
+        assert (got.events, got.labeled, got.correct) == (expected.events, expected.labeled, expected.correct)
+        assert got.labels is not None and expected.labels is not None
+        assert dataclasses.replace(got.labels, delay_sum=0.0) == dataclasses.replace(expected.labels, delay_sum=0.0)
+        assert got.labels.delay_sum == pytest.approx(expected.labels.delay_sum)  # summed in another order
+        for window in ("1m", "1h"):
+            assert got.window(window) == expected.window(window), window
+        first, second = join_of(reference, model), join_of(paced, model)
+        assert (first.pending, len(first.orphans), first.clock, first.label_clock) == (
+            second.pending,
+            len(second.orphans),
+            second.clock,
+            second.label_clock,
+        )
