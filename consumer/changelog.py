@@ -2,12 +2,14 @@
 
 After each batch the service writes the state of every model the batch
 touched (``monitor.state.dump``) to the changelog, keyed by model id, in the
-same partition number as the model's input partition, with the input offset
-of the last event the state includes; it flushes before committing offsets.
+same partition number as the model's input partition, with the input offsets
+of the last events the state includes (on the predictions topic, and on the
+labels topic when labels come on their own, co-partitioned topic); it
+flushes before committing offsets.
 When a partition is assigned, the new owner reads that changelog partition
 to its end (compaction keeps it to about one record per model) and restores
 each model before processing a single new event; events at or below a model's
-included offset are skipped, so a batch whose state was written just before
+included offsets are skipped, so a batch whose state was written just before
 a crash is not counted twice.
 """
 
@@ -19,9 +21,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
+from decaywatch.consumer.ledger import NONE, Placement
+
 log = logging.getLogger(__name__)
 
 OFFSET_HEADER: Final = "decaywatch.offset"
+LABEL_OFFSET_HEADER: Final = "decaywatch.label-offset"
+"""The labels topic's offset, on checkpoints of models with label events on their own topic."""
 STATE_TOPIC_CONFIG: Final = {
     "cleanup.policy": "compact",
     "segment.ms": "60000",  # roll segments often, so the cleaner can compact them soon
@@ -32,15 +38,17 @@ STATE_TOPIC_CONFIG: Final = {
 
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
-    """One model's latest state as stored: its input partition, the last input offset it includes, the bytes."""
+    """One model's latest state as stored: its input partition, the last input offsets it includes, the bytes."""
 
     partition: int
     offset: int
     state: bytes
+    label_offset: int = NONE
+    """On the labels topic (``NONE``: none, or no labels topic)."""
 
 
 class StateStore(Protocol):
-    def write(self, model: str, partition: int, offset: int, state: bytes) -> None: ...
+    def write(self, model: str, placement: Placement, state: bytes) -> None: ...
 
     def flush(self) -> None: ...
 
@@ -53,8 +61,9 @@ class MemoryStateStore:
     def __init__(self) -> None:
         self.records: dict[str, Checkpoint] = {}
 
-    def write(self, model: str, partition: int, offset: int, state: bytes) -> None:
-        self.records[model] = Checkpoint(partition, offset, state)
+    def write(self, model: str, placement: Placement, state: bytes) -> None:
+        partition, offset, label_offset = placement
+        self.records[model] = Checkpoint(partition, offset, state, label_offset)
 
     def flush(self) -> None:
         pass
@@ -82,41 +91,29 @@ class KafkaStateStore:
         self._flush_timeout_s = flush_timeout_s
 
     @staticmethod
-    def ensure_topic(kafka: Mapping[str, Any], input_topic: str, state_topic: str) -> int:
-        """Create the changelog (compacted, one partition per input partition) if it is missing; returns its partitions."""
-        from kafka import KafkaConsumer
+    def ensure_topic(kafka: Mapping[str, Any], state_topic: str, partitions: int) -> None:
+        """Create the changelog (compacted, one partition per input partition) if it is missing."""
         from kafka.admin import KafkaAdminClient
         from kafka.errors import TopicAlreadyExistsError
 
-        probe = KafkaConsumer(enable_auto_commit=False, **kafka)  # no group: without this kafka-python warns on every start
-        try:
-            deadline = time.monotonic() + 30.0
-            partitions = probe.partitions_for_topic(input_topic)
-            while not partitions and time.monotonic() < deadline:
-                probe.topics()  # refresh metadata
-                partitions = probe.partitions_for_topic(input_topic)
-            if not partitions:
-                raise RuntimeError(f"input topic {input_topic!r} does not exist: create it before starting the monitor")
-            count = len(partitions)
-        finally:
-            probe.close()
         admin = KafkaAdminClient(**kafka)
         try:
             admin.create_topics(
-                {state_topic: {"num_partitions": count, "replication_factor": -1, "configs": STATE_TOPIC_CONFIG}},
+                {state_topic: {"num_partitions": partitions, "replication_factor": -1, "configs": STATE_TOPIC_CONFIG}},
                 wait_for_metadata=True,
             )
-            log.info("created state changelog %s with %d partitions", state_topic, count)
+            log.info("created state changelog %s with %d partitions", state_topic, partitions)
         except TopicAlreadyExistsError:
             pass
         finally:
             admin.close()
-        return count
 
-    def write(self, model: str, partition: int, offset: int, state: bytes) -> None:
-        self._sender.send(
-            self.topic, key=model.encode(), value=state, partition=partition, headers=[(OFFSET_HEADER, str(offset).encode())]
-        )
+    def write(self, model: str, placement: Placement, state: bytes) -> None:
+        partition, offset, label_offset = placement
+        headers = [(OFFSET_HEADER, str(offset).encode())]
+        if label_offset != NONE:
+            headers.append((LABEL_OFFSET_HEADER, str(label_offset).encode()))
+        self._sender.send(self.topic, key=model.encode(), value=state, partition=partition, headers=headers)
 
     def flush(self) -> None:
         self._sender.flush(timeout=self._flush_timeout_s)
@@ -149,8 +146,9 @@ class KafkaStateStore:
                         if record.value is None:
                             latest.pop(model, None)  # a tombstone: the model was forgotten
                             continue
-                        offset = int(dict(record.headers)[OFFSET_HEADER])
-                        latest[model] = Checkpoint(tp.partition, offset, record.value)
+                        headers = dict(record.headers)
+                        label_offset = int(headers.get(LABEL_OFFSET_HEADER, NONE))
+                        latest[model] = Checkpoint(tp.partition, int(headers[OFFSET_HEADER]), record.value, label_offset)
                 remaining = {tp for tp in remaining if consumer.position(tp) < end[tp]}
         finally:
             consumer.close(autocommit=False)

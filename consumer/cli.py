@@ -59,6 +59,11 @@ def _env(env: Mapping[str, str], flag: str, default: str) -> str:
 def add_service_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
     group = parser.add_argument_group("topics and service")
     group.add_argument("--topic", default=_env(env, "--topic", "predictions"), help="prediction events topic")
+    group.add_argument(
+        "--labels-topic",
+        default=_env(env, "--labels-topic", "") or None,
+        help="label events also come on this topic (same partition count as --topic, keyed by model id)",
+    )
     group.add_argument("--alerts-topic", default=_env(env, "--alerts-topic", "model-alerts"), help="alert events topic")
     group.add_argument(
         "--dead-letter-topic", default=_env(env, "--dead-letter-topic", "predictions-dlq"), help="rejected events topic"
@@ -137,6 +142,7 @@ def settings_from_args(args: argparse.Namespace) -> MonitorSettings:
     return MonitorSettings(
         kafka=kafka,
         topic=args.topic,
+        labels_topic=args.labels_topic or None,
         alerts_topic=args.alerts_topic,
         dead_letter_topic=args.dead_letter_topic,
         group=args.group,
@@ -182,6 +188,7 @@ def _tls(args: argparse.Namespace) -> TlsSettings | None:
 
 def run(args: argparse.Namespace) -> int:
     from decaywatch.consumer.runtime import MonitorRuntime
+    from decaywatch.consumer.topics import TopicLayoutError
     from decaywatch.monitor.config import ConfigError
 
     configure_logging(args.log_format)
@@ -200,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"decaywatch monitor: metrics at {runtime.http.url()}", flush=True)
             log.info(
                 "consuming %s as group %s from %s (client: %s)",
-                settings.topic,
+                " and ".join(runtime.topics),
                 settings.group,
                 ",".join(settings.kafka["bootstrap_servers"]),
                 settings.kafka_client,
@@ -217,6 +224,9 @@ def run(args: argparse.Namespace) -> int:
     except KafkaAuthenticationError as error:  # names user and mechanism, never the password
         print(f"decaywatch monitor: {error}", file=sys.stderr)
         return 1
+    except TopicLayoutError as error:
+        print(f"decaywatch monitor: {error}", file=sys.stderr)
+        return 2
     except Exception as error:  # one clear line, not a traceback loop
         from kafka.errors import KafkaError
 

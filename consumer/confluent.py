@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -286,13 +286,13 @@ class ConfluentEventSource:
     def __init__(
         self,
         consumer: Consumer | Any,
-        topic: str,
+        topics: str | Sequence[str],
         max_records: int,
         recorder: RebalanceRecorder | None = None,
         health: ClientHealth | None = None,
     ) -> None:
         self._consumer = consumer
-        self._topic = topic
+        self._topics = [topics] if isinstance(topics, str) else list(topics)
         self._max_records = max_records
         self._recorder = recorder
         self._health = health if health is not None else ClientHealth({})
@@ -305,7 +305,7 @@ class ConfluentEventSource:
     @classmethod
     def connect(
         cls,
-        topic: str,
+        topics: str | Sequence[str],
         group: str,
         max_records: int,
         kafka: Mapping[str, Any],
@@ -316,12 +316,12 @@ class ConfluentEventSource:
         from confluent_kafka import Consumer
 
         health = health if health is not None else ClientHealth(kafka)
-        source = cls(Consumer(consumer_config(kafka, group, health, session_timeout_ms)), topic, max_records, recorder, health)
+        source = cls(Consumer(consumer_config(kafka, group, health, session_timeout_ms)), topics, max_records, recorder, health)
         source.subscribe()
         return source
 
     def subscribe(self) -> None:
-        self._consumer.subscribe([self._topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+        self._consumer.subscribe(self._topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
 
     def _on_assign(self, _consumer: Any, partitions: list[Any]) -> None:
         if self._recorder is not None:  # confluent-kafka assigns after the callback (it does when a callback did not)
@@ -350,12 +350,13 @@ class ConfluentEventSource:
                 return None
         partitions = cast("list[int]", [message.partition() for message in good])
         offsets = cast("list[int]", [message.offset() for message in good])
-        self._store(dict(zip(partitions, offsets, strict=True)))  # the last offset of each partition
+        topics = [self._topics[0]] * len(good) if len(self._topics) == 1 else [message.topic() for message in good]
+        self._store(dict(zip(zip(topics, partitions, strict=True), offsets, strict=True)))  # the last offset of each
         return RawBatch(
             values=[message.value() for message in good],
             keys=[message.key() for message in good],
             timestamp=np.array([message.timestamp()[1] for message in good], dtype=np.float64) / 1000.0,
-            topics=[self._topic] * len(good),  # the only topic subscribed
+            topics=topics,
             partitions=partitions,
             offsets=offsets,
         )
@@ -377,16 +378,17 @@ class ConfluentEventSource:
         """Seek each partition still assigned back to the first offset dropped from it (see the module docstring)."""
         from confluent_kafka import KafkaException, TopicPartition
 
-        first: dict[int, int] = {}  # the lowest: a partition handed back restarts below what was gathered before the move
+        first: dict[tuple[str, int], int] = {}  # the lowest: a partition handed back restarts below what was gathered
         for message in dropped:
             if message.error() is None:
-                partition, offset = message.partition(), message.offset()
-                first[partition] = min(offset, first.get(partition, offset))
+                where, offset = (message.topic(), message.partition()), message.offset()
+                first[where] = min(offset, first.get(where, offset))
         for tp in self._consumer.assignment():
-            if tp.partition not in first:
+            where = (tp.topic, tp.partition)
+            if where not in first:
                 continue
             try:
-                self._consumer.seek(TopicPartition(self._topic, tp.partition, first[tp.partition]))
+                self._consumer.seek(TopicPartition(tp.topic, tp.partition, first[where]))
             except KafkaException as error:  # its fetch has not started: it will start at the committed offset
                 log.debug("partition %d not sought back after a rebalance: %s", tp.partition, error)
         if dropped:
@@ -403,13 +405,13 @@ class ConfluentEventSource:
                 raise KafkaClientError(f"{error.name()}: {error.str()}")
             self._health.warn(f"consuming {message.topic()} [{message.partition()}]: {error.name()}: {error.str()}")
 
-    def _store(self, last_offsets: Mapping[int, int]) -> None:
+    def _store(self, last_offsets: Mapping[tuple[str, int], int]) -> None:
         """Mark what this poll returned as consumed: the next ``commit`` commits through it."""
         from confluent_kafka import KafkaException, TopicPartition
 
         try:
             self._consumer.store_offsets(
-                offsets=[TopicPartition(self._topic, partition, offset + 1) for partition, offset in last_offsets.items()]
+                offsets=[TopicPartition(topic, partition, offset + 1) for (topic, partition), offset in last_offsets.items()]
             )
         except KafkaException as error:  # nothing lost: what is not stored is read again after the next move
             self._health.warn(f"could not store consumed offsets: {error}")

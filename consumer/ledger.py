@@ -5,9 +5,11 @@ model state move with its partition (see ``changelog.py``):
 
 * ownership: the partitions assigned to this member, and those revoked and
   not yet handed back;
-* per model: its partition, the last input offset it has processed, and the
-  offset through which a restored checkpoint already includes its events
-  (events at or before it are skipped: they were counted by the old owner);
+* per model: its partition, the last input offset it has processed on each
+  input topic (predictions, and labels when they come on their own topic,
+  co-partitioned), and the offsets through which a restored checkpoint
+  already includes its events (events at or before them are skipped: they
+  were counted by the old owner);
 * what the next checkpoint must write: models touched since the last one.
 
 It is created before the Kafka consumer, because the rebalance callback
@@ -18,21 +20,25 @@ not show a model another process may already be exporting.
 >>> ledger = PartitionLedger(on_withhold=withheld.append)
 >>> ledger.rebalance([("assigned", {0, 1})])
 (set(), {0, 1})
->>> ledger.note({"a": (0, 41), "b": (1, 7)})
+>>> ledger.note({"a": (0, 41, NONE), "b": (1, 7, 3)})
 >>> ledger.withhold({1}), withheld
 ({'b'}, [{'b'}])
 >>> ledger.rebalance([("revoked", {0, 1}), ("assigned", {0})])
 ({'b'}, set())
->>> ledger.skip_through("a")  # partition 0 came back: its state already includes offset 41
-41
+>>> ledger.skip_through("a")  # partition 0 came back: its state already includes offset 41 of the predictions
+(41, -1)
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 
-Placement = tuple[int, int]
-"""A model's (partition, last input offset)."""
+Placement = tuple[int, int, int]
+"""A model's (partition, last offset on the predictions topic, last offset on the labels topic); ``NONE``: no event yet."""
+Offsets = tuple[int, int]
+"""Offsets on the predictions and the labels topic."""
+NONE = -1
+"""No offset: no event of the model on that topic yet (or no labels topic)."""
 
 
 class PartitionLedger:
@@ -43,12 +49,12 @@ class PartitionLedger:
         self._owned: set[int] = set()
         self._revoked: set[int] = set()
         self._placement: dict[str, Placement] = {}
-        self._skip_through: dict[str, int] = {}
+        self._skip_through: dict[str, Offsets] = {}
         self._unsaved: dict[str, Placement] = {}
 
     def withhold(self, partitions: set[int]) -> set[str]:
         """The models of these partitions (being revoked): stop exporting them now; returns them."""
-        gone = {model for model, (p, _offset) in list(self._placement.items()) if p in partitions}
+        gone = {model for model, (p, *_offsets) in list(self._placement.items()) if p in partitions}
         if gone and self._on_withhold is not None:
             self._on_withhold(gone)
         return gone
@@ -65,16 +71,16 @@ class PartitionLedger:
             kept = partitions & self._owned & self._revoked
             arrived |= partitions - self._owned
             # A partition given back to us resumes from its committed offset, behind what we hold: skip that.
-            for model, (p, offset) in self._placement.items():
+            for model, (p, offset, label_offset) in self._placement.items():
                 if p in kept:
-                    self._skip_through[model] = offset
+                    self._skip_through[model] = (offset, label_offset)
             forget |= self.forget_partitions(gone)
             self._owned, self._revoked = set(partitions), set()
         return forget, arrived & self._owned
 
     def forget_partitions(self, partitions: set[int]) -> set[str]:
         """Drop everything about the models of these partitions; returns them."""
-        gone = {model for model, (p, _offset) in self._placement.items() if p in partitions}
+        gone = {model for model, (p, *_offsets) in self._placement.items() if p in partitions}
         for model in gone:
             self.forget(model)
         return gone
@@ -84,47 +90,56 @@ class PartitionLedger:
         self._skip_through.pop(model, None)
         self._unsaved.pop(model, None)
 
-    def restored(self, model: str, partition: int, offset: int) -> None:
-        """A checkpoint of ``model`` including its events through ``offset`` was restored."""
-        self._placement[model] = (partition, offset)
-        self._skip_through[model] = offset
+    def restored(self, model: str, partition: int, offset: int, label_offset: int = NONE) -> None:
+        """A checkpoint of ``model`` including its events through these offsets (per input topic) was restored."""
+        self._placement[model] = (partition, offset, label_offset)
+        self._skip_through[model] = (offset, label_offset)
 
-    def skip_through(self, model: str) -> int | None:
-        """Events of ``model`` at or before this offset are already in its state."""
+    def skip_through(self, model: str) -> Offsets | None:
+        """Events of ``model`` at or before these offsets (predictions, labels topic) are already in its state."""
         return self._skip_through.get(model)
 
     def note(self, placements: Mapping[str, Placement]) -> None:
-        """This batch's models, their partition and last offset: a later checkpoint must save them.
+        """This batch's models, their partition and last offsets: a later checkpoint must save them.
 
-        A model whose skip offset the batch passed no longer needs it.  A model
-        whose events in the batch were all skipped (a partition re-read from its
-        committed offset after it was handed back) keeps its place: its state
-        still includes events through the skip offset, and a checkpoint must
-        not label it with an older one, or the next owner would count the
-        events in between twice.
+        A model's offsets only move forward: a model whose events in the batch
+        were all skipped (a partition re-read from its committed offset after
+        it was handed back) keeps its place, since its state still includes
+        events through the skip offsets, and a checkpoint must not label it
+        with older ones, or the next owner would count the events in between
+        twice.  Once the batches have passed the skip offsets on both topics,
+        they are no longer needed.
 
         >>> ledger = PartitionLedger()
         >>> ledger.rebalance([("assigned", {0})])
         (set(), {0})
-        >>> ledger.note({"a": (0, 900)})
-        >>> ledger.rebalance([("revoked", {0}), ("assigned", {0})])  # handed back: re-read from the committed offset
+        >>> ledger.note({"a": (0, 900, 50)})
+        >>> ledger.rebalance([("revoked", {0}), ("assigned", {0})])  # handed back: re-read from the committed offsets
         (set(), set())
         >>> ledger.saved()
-        >>> ledger.note({"a": (0, 499)})  # all skipped
+        >>> ledger.note({"a": (0, 499, 20)})  # all skipped
         >>> ledger.unsaved(), ledger.skip_through("a")
-        ({}, 900)
-        >>> ledger.note({"a": (0, 999)})
+        ({}, (900, 50))
+        >>> ledger.note({"a": (0, 999, NONE)})
         >>> ledger.unsaved(), ledger.skip_through("a")
-        ({'a': (0, 999)}, None)
+        ({'a': (0, 999, 50)}, (900, 50))
+        >>> ledger.note({"a": (0, NONE, 51)})
+        >>> ledger.unsaved(), ledger.skip_through("a")
+        ({'a': (0, 999, 51)}, None)
         """
-        for model, (partition, offset) in placements.items():
+        for model, (partition, offset, label_offset) in placements.items():
+            before = self._placement.get(model)
+            now = (
+                (partition, offset, label_offset)
+                if before is None
+                else (partition, max(offset, before[1]), max(label_offset, before[2]))
+            )
+            if now != before:
+                self._placement[model] = now
+                self._unsaved[model] = now
             through = self._skip_through.get(model)
-            if through is not None:
-                if offset <= through:
-                    continue  # nothing new: the state already holds these events, and its offset stays
+            if through is not None and all(t == NONE or n > t for n, t in zip(now[1:], through, strict=True)):
                 del self._skip_through[model]
-            self._placement[model] = (partition, offset)
-            self._unsaved[model] = (partition, offset)
 
     def unsaved(self) -> dict[str, Placement]:
         """Models touched since the last checkpoint, with the offset their state will include."""

@@ -21,6 +21,7 @@ from decaywatch.consumer.metrics import DeliveryCollector, OutputCollector, Serv
 from decaywatch.consumer.service import MonitorService
 from decaywatch.consumer.sinks import AlertFanOut, AlertSink, KafkaAlertSink, KafkaDeadLetterSink, Sender
 from decaywatch.consumer.source import GroupSource, KafkaEventSource, RebalanceRecorder
+from decaywatch.consumer.topics import check_copartitioned, partition_counts
 from decaywatch.monitor.config import MonitorConfig
 from decaywatch.monitor.engine import Monitor
 
@@ -37,6 +38,8 @@ class MonitorSettings:
     kafka: dict[str, Any] = field(repr=False)
     """kafka-python client settings (may hold a SASL password: kept out of ``repr``)."""
     topic: str = "predictions"
+    labels_topic: str | None = None
+    """Label events also come on this topic, co-partitioned with ``topic`` (checked at start)."""
     alerts_topic: str = "model-alerts"
     dead_letter_topic: str = "predictions-dlq"
     group: str = "decaywatch-monitor"
@@ -77,8 +80,11 @@ class MonitorRuntime:
         self._closers: list[Any] = []
         try:
             state_topic = settings.state_topic if settings.state_topic != "" else f"{settings.group}-state"
+            counts = partition_counts(settings.kafka, self.topics)
+            if settings.labels_topic is not None:
+                check_copartitioned(counts, settings.topic, settings.labels_topic)
             if state_topic is not None:
-                KafkaStateStore.ensure_topic(settings.kafka, settings.topic, state_topic)
+                KafkaStateStore.ensure_topic(settings.kafka, state_topic, counts[settings.topic])
             self.metrics = ServiceMetrics(detailed=settings.detailed_metrics)
             ledger = PartitionLedger(on_withhold=self.metrics.models.withhold)
             recorder = RebalanceRecorder(on_revoked=ledger.withhold)
@@ -103,6 +109,7 @@ class MonitorRuntime:
                 checkpoint_interval_s=settings.checkpoint_interval_s,
                 ledger=ledger,
                 export_interval_s=settings.export_interval_s,
+                labels_topic=settings.labels_topic,
             )
             endpoints = HttpEndpoints(self.metrics.registry, self._readiness, self._models)
             self.http = HttpServer(endpoints, settings.metrics_addr, settings.metrics_port, settings.tls).start()
@@ -118,7 +125,7 @@ class MonitorRuntime:
 
             health = ClientHealth(settings.kafka)  # one view of the client's errors and readiness for both
             source: GroupSource = ConfluentEventSource.connect(
-                settings.topic, settings.group, settings.batch_size, settings.kafka, recorder, settings.session_timeout_ms, health
+                self.topics, settings.group, settings.batch_size, settings.kafka, recorder, settings.session_timeout_ms, health
             )
             self._closers.append(source.close)
             sender = ConfluentSender.connect(settings.kafka, health)
@@ -129,7 +136,7 @@ class MonitorRuntime:
         from kafka import KafkaProducer
 
         source = KafkaEventSource.connect(
-            settings.topic, settings.group, settings.batch_size, settings.kafka, recorder, settings.session_timeout_ms
+            self.topics, settings.group, settings.batch_size, settings.kafka, recorder, settings.session_timeout_ms
         )
         self._closers.append(source.close)
         producer = KafkaProducer(
@@ -147,6 +154,12 @@ class MonitorRuntime:
         )
         self._closers.append(lambda: producer.close(timeout=10))
         return source, producer
+
+    @property
+    def topics(self) -> list[str]:
+        """The input topics: predictions, and labels when they come on their own."""
+        labels = self.settings.labels_topic
+        return [self.settings.topic] if labels is None else [self.settings.topic, labels]
 
     def _readiness(self) -> tuple[bool, str]:
         assigned = self.source.assigned_partitions

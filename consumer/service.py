@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from decaywatch.consumer.changelog import StateStore
-from decaywatch.consumer.ledger import PartitionLedger, Placement
+from decaywatch.consumer.ledger import NONE, PartitionLedger, Placement
 from decaywatch.consumer.metrics import ServiceMetrics
 from decaywatch.consumer.sinks import AlertSink, DeadLetterSink
 from decaywatch.consumer.source import EventSource, RawBatch
@@ -94,8 +94,11 @@ class MonitorService:
         checkpoint_interval_s: float = 5.0,
         ledger: PartitionLedger | None = None,
         export_interval_s: float = 0.0,
+        labels_topic: str | None = None,
     ) -> None:
-        """``export_interval_s``: hand the metrics a new snapshot at most this often (0: after every batch).
+        """``labels_topic``: label events also come on this topic (co-partitioned with the predictions).
+
+        ``export_interval_s``: hand the metrics a new snapshot at most this often (0: after every batch).
 
         A snapshot costs per model touched; the real service exports at most
         every 0.01 s (``MonitorRuntime``), and at once
@@ -113,6 +116,7 @@ class MonitorService:
         self.clock = clock
         self.on_alert = on_alert
         self.state_store = state_store
+        self.labels_topic = labels_topic
         self.ledger = ledger if ledger is not None else PartitionLedger(on_withhold=metrics.models.withhold)
         self.totals = ServiceTotals()
         self._processed_at: dict[str, float] = {}
@@ -194,7 +198,7 @@ class MonitorService:
                 log.warning("model %r starts afresh: its checkpoint does not restore (%s)", model[:64], error)
                 continue
             self.monitor.adopt(tracker)
-            self.ledger.restored(model, checkpoint.partition, checkpoint.offset)
+            self.ledger.restored(model, checkpoint.partition, checkpoint.offset, checkpoint.label_offset)
             restored += 1
         seconds = max(0.0, self.clock() - started)
         self.metrics.state_restore_seconds.set(seconds)
@@ -217,19 +221,29 @@ class MonitorService:
         return StepResult(len(raw), len(batch), rejections, transitions, placements)
 
     def _locate(self, batch: EventBatch, raw: RawBatch) -> tuple[EventBatch, dict[str, Placement]]:
-        """Each model's partition and last offset; events a restored state already includes are dropped."""
+        """Each model's partition and last offset per input topic; events a restored state already includes are dropped."""
         if not len(batch):
             return batch, {}
+        n = len(batch.models)
+        codes = batch.model_codes
         partitions = np.asarray(raw.partitions, dtype=np.int64)[batch.source_index]
         offsets = np.asarray(raw.offsets, dtype=np.int64)[batch.source_index]
+        topic = np.zeros(len(batch), dtype=np.intp)  # 0: the predictions topic, 1: the labels topic
+        if self.labels_topic is not None:
+            topic = np.fromiter((t == self.labels_topic for t in raw.topics), bool, len(raw))[batch.source_index].astype(np.intp)
+        last = np.full((n, 2), NONE, dtype=np.int64)
+        np.maximum.at(last, (codes, topic), offsets)
+        partition = np.empty(n, dtype=np.int64)
+        partition[codes[::-1]] = partitions[::-1]  # each model's first row's
         keep = np.ones(len(batch), dtype=bool)
-        placements: dict[str, Placement] = {}
         for code, model in enumerate(batch.models):
-            rows = batch.model_codes == code
-            placements[model] = (int(partitions[rows][0]), int(offsets[rows].max()))
             through = self.ledger.skip_through(model)
             if through is not None:
-                keep &= ~(rows & (offsets <= through))
+                keep &= ~((codes == code) & (offsets <= np.asarray(through)[topic]))
+        placements = {
+            model: (int(p), int(o), int(lo))
+            for model, p, (o, lo) in zip(batch.models, partition.tolist(), last.tolist(), strict=True)
+        }
         self.ledger.note(placements)
         return (batch if keep.all() else batch.select(keep)), placements
 
@@ -299,10 +313,10 @@ class MonitorService:
         matching offset, so the changelog grows with time, not with traffic.
         """
         assert self.state_store is not None
-        for model, (partition, offset) in self.ledger.unsaved().items():
+        for model, placement in self.ledger.unsaved().items():
             tracker = self.monitor.tracked(model)
             if tracker is not None:
-                self.state_store.write(model, partition, offset, state.dump(tracker))
+                self.state_store.write(model, placement, state.dump(tracker))
         self.state_store.flush()
         self.source.commit()
         self.ledger.saved()

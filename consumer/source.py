@@ -144,7 +144,7 @@ class KafkaEventSource:
     @classmethod
     def connect(
         cls,
-        topic: str,
+        topics: str | Sequence[str],
         group: str,
         max_records: int,
         kafka: Mapping[str, Any],
@@ -160,7 +160,9 @@ class KafkaEventSource:
         consumer = KafkaConsumer(
             group_id=group, enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=max_records, **settings
         )
-        consumer.subscribe([topic], listener=recorder.listener if recorder is not None else None)
+        consumer.subscribe(
+            [topics] if isinstance(topics, str) else list(topics), listener=recorder.listener if recorder is not None else None
+        )
         return cls(consumer, max_records, recorder)
 
     def rebalances(self) -> list[tuple[str, set[int]]]:

@@ -24,12 +24,11 @@ capacity bound, which is applied at the end of each batch):
   time (the label event's ``ts``) by ``orphan_ttl``.  When they stop waiting
   they are counted: ``unlabeled["ttl"]``, ``unmatched["orphan_expired"]``.
   Each side is judged by the clock of the stream its partner comes on, so
-  predictions and labels on two topics, read at different paces, join the
-  same as one stream in event-time order, as long as neither topic is read
-  more than ``label_ttl`` of event time ahead of the other (``SKEW``).  That
-  bound also ends the wait when the partner's stream stops: a prediction
-  leaves once predictions are ``2 * label_ttl`` past it, an orphan once
-  labels are ``orphan_ttl + label_ttl`` past it.
+  predictions and labels on two topics, read at different paces (a consumer
+  fetches by bytes, not by event time), join the same as one stream in
+  event-time order would, however far one topic runs ahead of the other.
+  A side whose partner's stream stops waits until ``max_pending`` pushes it
+  out.
 - A label joins the oldest-arrived waiting prediction with its id, if it
   came within ``label_ttl`` of the prediction (by their ``ts``); a prediction
   joins the first waiting orphan with its id that came within that time of
@@ -182,16 +181,12 @@ class Join:
         return self._finish(joined)
 
     def _waits(self, b: _Batch, rows: Any, prediction_time: Any) -> Any:
-        """Whether a prediction of this time still waits for its label at these rows (by both clocks)."""
-        return (b.label_clock[rows] - prediction_time <= self.label_ttl) & (
-            b.clock[rows] - prediction_time <= self.label_ttl + self.label_ttl
-        )
+        """Whether a prediction of this time still waits for its label at these rows (by the labels' clock)."""
+        return np.asarray(b.label_clock[rows] - prediction_time <= self.label_ttl)
 
     def _orphan_waits(self, b: _Batch, rows: Any, label_time: Any) -> Any:
-        """Whether an orphan label of this time still waits for its prediction at these rows."""
-        return (b.clock[rows] - label_time <= self.orphan_ttl) & (
-            b.label_clock[rows] - label_time <= self.orphan_ttl + self.label_ttl
-        )
+        """Whether an orphan label of this time still waits for its prediction at these rows (by the predictions' clock)."""
+        return np.asarray(b.clock[rows] - label_time <= self.orphan_ttl)
 
     # -- the common cases, a column at a time -----------------------------------------------------------
 
@@ -351,14 +346,14 @@ class Join:
             if role == Role.PENDING:
                 p = preds[i] if preds is not None else None
                 s = float(score[i]) if score is not None else float("nan")
-                if self._meet_orphans(o.get(k, []), i, t, (c, lc), p, s, bool(b.late[i]), out):
+                if self._meet_orphans(o.get(k, []), i, t, c, p, s, bool(b.late[i]), out):
                     d[k] = t
                 else:
                     w.setdefault(k, []).append([t, s, p, bool(b.late[i])])
             else:
                 label = labels[i]
                 queue = w.get(k, [])
-                kept = [entry for entry in queue if lc - entry[0] <= ttl and c - entry[0] <= ttl + ttl]
+                kept = [entry for entry in queue if lc - entry[0] <= ttl]
                 self.unlabeled["ttl"] += len(queue) - len(kept)
                 w[k] = kept
                 if kept:
@@ -369,7 +364,7 @@ class Join:
                         kept.pop(0)
                         out.append([i, first[0], first[2], label, first[1], first[3], t])
                         d[k] = first[0]
-                elif k in d and lc - d[k] <= ttl and c - d[k] <= ttl + ttl:
+                elif k in d and lc - d[k] <= ttl:
                     self.unmatched["duplicate"] += 1
                 else:
                     o.setdefault(k, []).append([t, label])
@@ -394,7 +389,7 @@ class Join:
         queue: list[list[Any]],
         i: int,
         t: float,
-        clocks: tuple[float, float],
+        c: float,
         p: Any,
         s: float,
         late: bool,
@@ -402,13 +397,12 @@ class Join:
     ) -> bool:
         """A prediction meets the orphans of its id (in arrival order); returns whether one joined it.
 
-        Orphans the clocks have passed are counted and leave; one that came
+        Orphans the predictions' clock ``c`` has passed are counted and leave; one that came
         more than ``label_ttl`` after the prediction does not join it (it waits
         on, and expires).  When one joins, the others within the TTL are
         duplicates.
         """
-        c, lc = clocks
-        kept = [e for e in queue if c - e[0] <= self.orphan_ttl and lc - e[0] <= self.orphan_ttl + self.label_ttl]
+        kept = [e for e in queue if c - e[0] <= self.orphan_ttl]
         self.unmatched["orphan_expired"] += len(queue) - len(kept)
         queue[:] = kept
         for n, (label_time, label) in enumerate(queue):
@@ -502,12 +496,12 @@ class Join:
         clock, label_clock, ttl = _time(self.clock), _time(self.label_clock), self.label_ttl
         for table, counts, reason in ((self.waiting, self.unlabeled, "ttl"), (self.done, None, "")):
             times = table.columns["time"]
-            old = (label_clock - times > ttl) | (clock - times > ttl + ttl)
+            old = label_clock - times > ttl
             if counts is not None:
                 counts[reason] += int(np.count_nonzero(old))
             table.take(old)
         times = self.orphans.columns["time"]
-        old = (clock - times > self.orphan_ttl) | (label_clock - times > self.orphan_ttl + ttl)
+        old = clock - times > self.orphan_ttl
         self.unmatched["orphan_expired"] += int(np.count_nonzero(old))
         self.orphans.take(old)
         self.unlabeled["capacity"] += _hold(self.waiting, self.max_pending)

@@ -292,7 +292,7 @@ def two_topics(draw: st.DrawFn) -> tuple[list[Event], list[Event], float, list[i
         for delay in draw(st.lists(st.floats(0.0, 9000.0), max_size=2)):  # none, one, or a second one (a duplicate)
             labels.append(label(i, draw(st.integers(0, 1)), t + delay, model=model))
     labels.sort(key=lambda e: e["ts"])
-    shift = draw(st.floats(-3600.0, 3600.0))  # one topic read up to label_ttl of event time ahead of the other
+    shift = draw(st.floats(-1e5, 1e5))  # one topic read ahead of the other, by up to a day of event time
     cuts = draw(st.lists(st.integers(1, len(predictions) + len(labels)), max_size=6))
     return predictions, labels, shift, cuts
 
