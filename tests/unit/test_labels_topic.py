@@ -13,6 +13,7 @@ from decaywatch.consumer.source import RawBatch
 from decaywatch.consumer.topics import TopicLayoutError, check_copartitioned
 from decaywatch.monitor.config import ModelPolicy, MonitorConfig
 from decaywatch.monitor.engine import Monitor
+from decaywatch.monitor.snapshot import ModelSnapshot
 from tests.unit.fakes import MemoryAlertSink, MemoryDeadLetters
 
 POLICY = ModelPolicy(baseline=0.85, windows=(50, 200), min_samples=20, time_windows=("1h",), label_ttl="1h", orphan_ttl="10m")
@@ -119,7 +120,7 @@ def drain(svc: MonitorService, steps: int | None = None) -> None:
         done += 1
 
 
-def reference() -> dict[str, object]:
+def reference() -> dict[str, ModelSnapshot]:
     source = TwoTopicSource(logs())
     source.assign({0, 1})
     svc = service(source, MemoryStateStore(), interval=0.0)
