@@ -96,8 +96,9 @@ def logs() -> dict[Where, list[bytes]]:
         p = i % 4 % 2
         out[("predictions", p)].append(orjson.dumps({"model": model, "prediction": 1, "event_id": f"e{i}", "ts": t}))
         if rng.random() < 0.95:
-            label = {"model": model, "label": int(rng.random() < accuracy), "event_id": f"e{i}", "ts": t + rng.uniform(0, 2400)}
-            labels.append((label["ts"], p, orjson.dumps(label)))
+            known = t + rng.uniform(0, 2400)
+            label = {"model": model, "label": int(rng.random() < accuracy), "event_id": f"e{i}", "ts": known}
+            labels.append((known, p, orjson.dumps(label)))
     for _ts, p, value in sorted(labels):
         out[("labels", p)].append(value)
     return out
