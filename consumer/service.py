@@ -121,6 +121,7 @@ class MonitorService:
         self.totals = ServiceTotals()
         self._processed_at: dict[str, float] = {}
         self._undelivered = False  # outputs of a handled batch still wait for Kafka's acknowledgement
+        self._uncommitted = False  # handled batches wait for the next checkpoint to be committed
         self._untracked_seen = 0
         self._checkpoints = Throttle(checkpoint_interval_s)
         self._expiry = Throttle(EXPIRY_INTERVAL_S)
@@ -137,7 +138,7 @@ class MonitorService:
         if raw is None or not len(raw):
             if self._unexported:
                 self._export()
-            self._retry_outputs()
+            self._idle()
             return None
         started = self.clock()
         result = self._evaluate(raw)
@@ -274,13 +275,21 @@ class MonitorService:
         self.totals.batches += 1
         return delivered
 
-    def _retry_outputs(self) -> None:
-        """While no input arrives, keep retrying outputs still pending, and commit once they are delivered."""
-        if not self._undelivered:
-            return
-        delivered = self.dead_letters.flush() is not False
-        if self.alerts.flush() is not False and delivered:
-            self._commit(True, self.clock())
+    def _idle(self) -> None:
+        """While no input arrives: retry outputs still pending, and commit once they are delivered.
+
+        With state, also checkpoint what the last batches left unsaved once the
+        checkpoint interval has passed: else an idle monitor's committed offsets
+        would stay behind what it has handled until the next event, and a
+        restart would handle that tail again.
+        """
+        now = self.clock()
+        if self._undelivered:
+            delivered = self.dead_letters.flush() is not False
+            if self.alerts.flush() is not False and delivered:
+                self._commit(True, now)
+        elif self._uncommitted and self._checkpoints.ready(now):
+            self.checkpoint()
 
     def _export(self) -> None:
         """Hand the metrics one snapshot of every model (at most once per batch)."""
@@ -304,6 +313,8 @@ class MonitorService:
             self.source.commit()
         elif self._checkpoints.ready(now):
             self.checkpoint()
+        else:
+            self._uncommitted = True
 
     def checkpoint(self) -> None:
         """Write the state of every model touched since the last checkpoint, flush it, then commit offsets.
@@ -319,6 +330,7 @@ class MonitorService:
                 self.state_store.write(model, placement, state.dump(tracker))
         self.state_store.flush()
         self.source.commit()
+        self._uncommitted = False
         self.ledger.saved()
         self._checkpoints.restart(self.clock())
 

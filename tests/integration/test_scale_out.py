@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -97,12 +98,14 @@ def compared(found: dict[SampleKey, float]) -> dict[SampleKey, float]:
 
 
 class MonitorProcess:
-    def __init__(self, bootstrap: str, topic: str, group: str, log: Path, kafka_client: str) -> None:
+    """``decaywatch monitor`` as a child process on a free port; ``extra`` flags go after (and override) these."""
+
+    def __init__(self, bootstrap: str, topic: str, group: str, log: Path, kafka_client: str, extra: Sequence[str] = ()) -> None:
         command = [
             sys.executable, "-m", "decaywatch", "monitor", "--bootstrap-servers", bootstrap, "--topic", topic,
             "--group", group, "--alerts-topic", f"{topic}-alerts", "--dead-letter-topic", f"{topic}-dlq",
             "--metrics-port", "0", "--metrics-addr", "127.0.0.1", "--batch-size", "500", "--session-timeout-ms", "6000",
-            "--baseline", "0.85", "--windows", "500,2000", "--kafka-client", kafka_client,
+            "--baseline", "0.85", "--windows", "500,2000", "--kafka-client", kafka_client, *extra,
         ]  # fmt: skip
         self.log = log
         with open(log, "w") as stderr:  # the child keeps its own copy of the descriptor
@@ -115,6 +118,9 @@ class MonitorProcess:
 
     def samples(self) -> dict[SampleKey, float]:
         return compared(scrape(self.url))
+
+    def scrape(self) -> dict[SampleKey, float]:
+        return scrape(self.url)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process.poll() is None:

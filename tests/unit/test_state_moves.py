@@ -182,3 +182,16 @@ def test_a_partition_given_back_to_its_owner_skips_what_its_state_holds() -> Non
     source.assign({0, 1})  # an eager rebalance hands everything back: positions fall back to the commit
     drain(svc)
     assert dict(svc.snapshot()) == reference()
+
+
+def test_an_idle_monitor_checkpoints_what_it_handled_once_the_interval_has_passed() -> None:
+    source = ScriptedSource(logs())
+    source.assign({0, 1})
+    store = MemoryStateStore()
+    svc = service(source, store, interval=100.0)
+    drain(svc, steps=1)  # the first checkpoint comes at once
+    drain(svc)  # the rest is handled, not committed: the interval has not passed
+    assert source.committed == {0: 30, 1: 30} and source.position == {0: 300, 1: 300}
+    svc.clock.now += 100.0  # type: ignore[attr-defined]
+    assert svc.step() is None  # no input: the handled tail is checkpointed and committed
+    assert source.committed == {0: 300, 1: 300} and store.records["m0"].offset == 298
