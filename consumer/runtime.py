@@ -16,6 +16,7 @@ from typing import Any
 from decaywatch.consumer.alertmanager import AlertmanagerSink
 from decaywatch.consumer.changelog import KafkaStateStore
 from decaywatch.consumer.endpoints import HttpEndpoints, HttpServer, TlsSettings
+from decaywatch.consumer.heap import heap_trimmer
 from decaywatch.consumer.ledger import PartitionLedger
 from decaywatch.consumer.metrics import DeliveryCollector, OutputCollector, ServiceMetrics
 from decaywatch.consumer.service import MonitorService
@@ -110,6 +111,7 @@ class MonitorRuntime:
                 ledger=ledger,
                 export_interval_s=settings.export_interval_s,
                 labels_topic=settings.labels_topic,
+                trim_heap=heap_trimmer(),
             )
             endpoints = HttpEndpoints(self.metrics.registry, self._readiness, self._models)
             self.http = HttpServer(endpoints, settings.metrics_addr, settings.metrics_port, settings.tls).start()

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from decaywatch.consumer.changelog import StateStore
+from decaywatch.consumer.heap import TRIM_INTERVAL_S
 from decaywatch.consumer.ledger import NONE, PartitionLedger, Placement
 from decaywatch.consumer.metrics import ServiceMetrics
 from decaywatch.consumer.sinks import AlertSink, DeadLetterSink
@@ -95,8 +96,12 @@ class MonitorService:
         ledger: PartitionLedger | None = None,
         export_interval_s: float = 0.0,
         labels_topic: str | None = None,
+        trim_heap: Callable[[], object] | None = None,
     ) -> None:
         """``labels_topic``: label events also come on this topic (co-partitioned with the predictions).
+
+        ``trim_heap``: hands freed memory back to the system (``consumer/heap.py``); called at most every
+        ``TRIM_INTERVAL_S`` after a batch.
 
         ``export_interval_s``: hand the metrics a new snapshot at most this often (0: after every batch).
 
@@ -130,6 +135,8 @@ class MonitorService:
         self._unexported = False
         self._overflow_warning = Throttle(WARNING_INTERVAL_S)
         self._undelivered_warning = Throttle(WARNING_INTERVAL_S)
+        self._trim_heap = trim_heap
+        self._trims = Throttle(TRIM_INTERVAL_S)
 
     def step(self, timeout_s: float = 0.5) -> StepResult | None:
         """Handle one batch end to end; ``None`` when the poll returned nothing."""
@@ -151,6 +158,8 @@ class MonitorService:
         self.metrics.batches.inc()
         self.metrics.batch_duration.observe(max(0.0, finished - started))
         self.metrics.last_batch.set(finished)
+        if self._trim_heap is not None and self._trims.ready(finished):
+            self._trim_heap()
         return result
 
     def run(self, stop: threading.Event, timeout_s: float = 0.5) -> None:

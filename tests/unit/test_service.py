@@ -156,3 +156,26 @@ def test_a_slow_snapshot_stretches_the_export_interval_to_keep_its_share_of_the_
     now[0] += 15.0
     service.step()
     assert events() == 30
+
+
+def test_the_heap_is_trimmed_after_a_batch_at_most_every_interval() -> None:
+    from decaywatch.consumer.heap import TRIM_INTERVAL_S, heap_trimmer
+    from decaywatch.consumer.metrics import ServiceMetrics
+    from decaywatch.consumer.service import MonitorService
+    from decaywatch.monitor.config import MonitorConfig
+    from decaywatch.monitor.engine import Monitor
+    from tests.unit.fakes import MemoryAlertSink, MemoryDeadLetters, MemorySource
+
+    journal: list[str] = []
+    event = b'{"model": "m", "prediction": 1, "label": 1}'
+    now = [0.0]
+    trims: list[float] = []
+    svc = MonitorService(
+        MemorySource([[event]] * 6, journal), Monitor(MonitorConfig()), MemoryAlertSink(journal), MemoryDeadLetters(journal),
+        ServiceMetrics(), lambda: now[0], trim_heap=lambda: trims.append(now[0]),
+    )  # fmt: skip
+    for t in (0.0, 1.0, TRIM_INTERVAL_S - 1, TRIM_INTERVAL_S, TRIM_INTERVAL_S + 1, 2 * TRIM_INTERVAL_S):
+        now[0] = t
+        assert svc.step() is not None
+    assert trims == [0.0, TRIM_INTERVAL_S, 2 * TRIM_INTERVAL_S]
+    assert heap_trimmer() is not None  # glibc here: the real service trims
