@@ -55,7 +55,7 @@ def event_keys(ids: Sequence[str | int]) -> npt.NDArray[np.uint64]:
     """
     if not ids:
         return np.zeros(0, np.uint64)
-    raw = [(i if type(i) is str else str(i)).encode() for i in ids]
+    raw = _encoded(ids)
     lengths = np.fromiter(map(len, raw), dtype=np.int64, count=len(raw))
     keys = np.zeros(len(raw), dtype=np.uint64)
     short = lengths <= _SHORT
@@ -69,6 +69,22 @@ def event_keys(ids: Sequence[str | int]) -> npt.NDArray[np.uint64]:
 
 
 _SHORT: Final = 64
+
+
+def _encoded(ids: Sequence[str | int]) -> list[bytes]:
+    r"""Each id's UTF-8 bytes (an integer's as its decimal text): one join, encode and split when all are strings.
+
+    >>> _encoded(["a", "é"]), _encoded(["a", "b\x1fc"]), _encoded(["a", 7])
+    ([b'a', b'\xc3\xa9'], [b'a', b'b\x1fc'], [b'a', b'7'])
+    """
+    try:
+        text = "\x1f".join(ids)  # type: ignore[arg-type]  # an integer raises TypeError: handled below
+    except TypeError:
+        pass
+    else:
+        if text.count("\x1f") == len(ids) - 1:  # no id holds the separator
+            return text.encode().split(b"\x1f")
+    return [(i if type(i) is str else str(i)).encode() for i in ids]
 
 
 def _hash(raw: list[bytes], lengths: npt.NDArray[np.int64]) -> npt.NDArray[np.uint64]:

@@ -203,13 +203,16 @@ class Join:
         times = self.waiting.columns["time"]
         meets = once & no_orphan & is_label & (w_hi - w_lo == 1)
         meets[meets] = self._waits(b, idx[meets], times[w_lo[meets]])
+        # a label whose prediction the labels' clock has passed: it waits as an orphan (or is a duplicate), and the
+        # prediction leaves by TTL at the end of the batch, as the slow path would have it leave at this row
+        stale = once & no_orphan & is_label & (w_hi - w_lo == 1) & ~meets
         label_times = self.orphans.columns["time"]
         found = once & ~is_label & (w_hi == w_lo) & (o_hi - o_lo == 1)
         at = idx[found]
         found[found] = self._orphan_waits(b, at, label_times[o_lo[found]]) & (
             label_times[o_lo[found]] - b.rows.event_time[at] <= self.label_ttl
         )
-        new_label = fresh & is_label
+        new_label = (fresh & is_label) | stale
         b.slow = ~(new_pred | meets | new_label | found)
 
         joins = [self._meet_waiting(b, idx[meets], w_lo[meets]), self._meet_orphan(b, idx[found], o_lo[found])]
@@ -291,14 +294,17 @@ class Join:
         pred = np.where(label_first, q, p)
         lab = np.where(label_first, p, q)
         t, s = rows.event_time[pred], rows.event_time[lab]
+        in_order = (b.role[p] == Role.PENDING) & (b.role[q] == Role.LABEL)
+        waits = self._waits(b, q, t)
         ok = np.where(
             label_first,
             (b.role[q] == Role.PENDING) & self._orphan_waits(b, q, s) & (s - t <= self.label_ttl),
-            (b.role[p] == Role.PENDING) & (b.role[q] == Role.LABEL) & self._waits(b, q, t),
+            in_order & waits,
         )
         assert rows.predictions is not None
         assert rows.key is not None
         predictions, labels = rows.predictions[pred], b.labels_at(lab)
+        self._apart(b, first, second, ~label_first & in_order & ~waits)
         ok &= _same_types(predictions.tolist(), labels.tolist())
         b.slow[first[ok]] = False
         b.slow[second[ok]] = False
@@ -307,6 +313,21 @@ class Join:
         time = t[ok]
         self.done.insert({"key": rows.key[q], "time": time})
         return _Join(q, time, predictions[ok], labels[ok], score, b.late[pred], s[ok])
+
+    def _apart(self, b: _Batch, first: npt.NDArray[np.intp], second: npt.NDArray[np.intp], late: npt.NDArray[np.bool_]) -> None:
+        """Pairs whose label came after the prediction's TTL: the prediction waits (and leaves by TTL at the end
+        of the batch), the label waits as an orphan, as the slow path would have them; ids joined before stay slow."""
+        key = b.rows.key
+        assert key is not None
+        d_lo, d_hi = self.done.span(key[b.index[second]])
+        late &= d_hi == d_lo
+        if not late.any():
+            return
+        self.waiting.insert(self._pending_rows(b, b.index[first[late]]))
+        labels = b.index[second[late]]
+        self.orphans.insert({"key": key[labels], "time": b.rows.event_time[labels], "code": self._encode(b.labels_at(labels))})
+        b.slow[first[late]] = False
+        b.slow[second[late]] = False
 
     # -- everything else, one event at a time in stream order ---------------------------------------------
 

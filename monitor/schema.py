@@ -31,7 +31,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import chain
+from itertools import chain, repeat
 from typing import Any, Final
 
 import numpy as np
@@ -260,11 +260,9 @@ def validate(
         fallback_time = fallback_time[keep]
         n = len(objects)
 
-    models = [o.get("model") for o in objects]
-    predictions = [o.get("prediction") for o in objects]
-    labels = [o.get("label") for o in objects]
-    stamps = [o.get("ts") for o in objects]
-    event_ids = [o.get("event_id") for o in objects]
+    models, predictions, labels, stamps, event_ids = (
+        _field(objects, name) for name in ("model", "prediction", "label", "ts", "event_id")
+    )
 
     ok = [
         type(m) is str
@@ -276,8 +274,8 @@ def validate(
         and (t is None or type(t) in _NUMBER_TYPES)
         for m, p, lab, t, e in zip(models, predictions, labels, stamps, event_ids, strict=True)
     ]
-    scores = [o.get("score") for o in objects]
-    good = np.array(ok, dtype=bool) & _optional_fields_ok(objects, scores)
+    scores = _field(objects, "score")
+    good = np.array(ok, dtype=bool) & _optional_fields_ok(objects, scores, event_ids)
     event_time = np.array(
         [
             fb if t is None else (t if type(t) in _NUMBER_TYPES else math.nan)
@@ -350,7 +348,12 @@ def _objects(values: list[Any]) -> npt.NDArray[np.object_]:
     return array
 
 
-def _optional_fields_ok(objects: Sequence[dict[str, Any]], scores: list[Any]) -> npt.NDArray[np.bool_]:
+def _field(objects: Sequence[dict[str, Any]], name: str) -> list[Any]:
+    """Each object's value of one field (``None`` when absent): ``map`` of ``dict.get`` runs faster than a comprehension."""
+    return list(map(dict.get, objects, repeat(name, len(objects))))
+
+
+def _optional_fields_ok(objects: Sequence[dict[str, Any]], scores: list[Any], event_ids: list[Any]) -> npt.NDArray[np.bool_]:
     """The optional fields, checked for the whole batch at once (types as a set); per event only when that fails.
 
     Events that fail are diagnosed one by one later, so this only has to be right about *whether* each is valid.
@@ -362,7 +365,7 @@ def _optional_fields_ok(objects: Sequence[dict[str, Any]], scores: list[Any]) ->
         ok &= (values >= 0.0) & (values <= 1.0)
     else:
         ok &= np.array([x is None or (type(x) in _NUMBER_TYPES and 0.0 <= x <= 1.0) for x in scores], dtype=bool)
-    features = [o.get("features") for o in objects]
+    features = _field(objects, "features")
     present = [f for f in features if f is not None]
     if present and not (
         set(map(type, present)) == {dict} and set(map(type, chain.from_iterable(map(dict.values, present)))) <= _NUMBER_SET
@@ -371,8 +374,7 @@ def _optional_fields_ok(objects: Sequence[dict[str, Any]], scores: list[Any]) ->
             [f is None or (type(f) is dict and all([type(v) in _NUMBER_TYPES for v in f.values()])) for f in features],  # noqa: C419 - as above
             dtype=bool,
         )
-    for field, allowed in (("event_id", _EVENT_ID_TYPES), ("model_version", _VERSION_TYPES)):
-        field_values = [o.get(field) for o in objects]
+    for field_values, allowed in ((event_ids, _EVENT_ID_TYPES), (_field(objects, "model_version"), _VERSION_TYPES)):
         if not set(map(type, field_values)) <= allowed:
             ok &= np.array([type(v) in allowed for v in field_values], dtype=bool)
     return ok
