@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
     from decaywatch.deploy.kafka.runner import BrokerInfo, LocalKafka
-    from decaywatch.producer.publisher import PublishReport
+    from decaywatch.producer.publisher import PublishReport, Record
 
 T = TypeVar("T")
 SampleKey = tuple[str, tuple[tuple[str, str], ...]]
@@ -100,7 +100,7 @@ def start_test_broker(data_dir: Path, ports: int = 2, **settings: Any) -> tuple[
 def produce(
     bootstrap: str,
     topic: str,
-    records: Iterable[tuple[bytes | None, bytes]],
+    records: Iterable[Record],
     *,
     rate: float | None = None,
     flush_timeout: float = 60.0,

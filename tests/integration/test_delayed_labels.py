@@ -88,7 +88,7 @@ class Truth:
             ("decaywatch_labels_unmatched_total", (("model", model), ("reason", "duplicate"))): 0,
             ("decaywatch_labels_unmatched_total", (("model", model), ("reason", "type_mismatch"))): 0,
         }
-        bounds = [*(floatToGoString(b) for b in DELAY_BUCKETS), "+Inf"]
+        bounds = [*(floatToGoString(b) for b in DELAY_BUCKETS), "+Inf"]  # type: ignore[no-untyped-call]
         for le, count in zip(bounds, self.delay_buckets, strict=True):
             expected[("decaywatch_label_delay_seconds_bucket", (("le", le), ("model", model)))] = count
         return {

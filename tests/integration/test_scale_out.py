@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, TopicPartition
 
 from decaywatch.monitor.config import ModelPolicy, MonitorConfig
 from decaywatch.monitor.engine import Monitor
@@ -85,11 +85,15 @@ class Reference:
             self.transitions |= {(t.alert_id, t.status) for t in self.monitor.process(validated)}
 
     def samples(self) -> dict[SampleKey, float]:
+        return compared(samples(self.metrics()))
+
+    def metrics(self) -> Any:
+        """What a monitor holding every model would export (the registry's families)."""
         from decaywatch.consumer.metrics import ServiceMetrics
 
         metrics = ServiceMetrics()
         metrics.models.publish(self.monitor.snapshot(), {}, {})
-        return compared(samples(metrics.registry.collect()))
+        return metrics.registry.collect()
 
 
 def compared(found: dict[SampleKey, float]) -> dict[SampleKey, float]:
@@ -195,3 +199,109 @@ def test_state_moves_with_partitions_through_a_kill_and_a_new_member(
     finally:
         consumer.close()
     assert reference.transitions and seen == reference.transitions
+
+
+# -- label events on their own topic: pending predictions move with their partition --------------------------
+
+LABEL_COMPARED = (*COMPARED, "decaywatch_pending_predictions", "decaywatch_labels_joined_total")
+
+
+def predictions_for(phase: int, per_model: int) -> dict[str, list[bytes]]:
+    """Each model's next predictions, with an ``event_id`` and no label."""
+    return {
+        model: [
+            orjson.dumps(
+                {"model": model, "prediction": 1, "event_id": f"{phase}-{j}", "ts": 1704067200.0 + 60.0 * (phase * per_model + j)}
+            )
+            for j in range(per_model)
+        ]
+        for model in MODELS
+    }
+
+
+def labels_for(phase: int, per_model: int) -> dict[str, list[bytes]]:
+    """Labels for 80% of this phase's predictions, then for the rest of the last phase's (they waited through a move).
+
+    Half the models fall to 0.6 accuracy in phase 1 and recover in phase 2.
+    """
+    rng = np.random.default_rng(200 + phase)
+    out = {}
+    for i, model in enumerate(MODELS):
+        accuracy = 0.6 if i % 2 and phase == 1 else 0.88
+        ids = [(phase, j) for j in range(per_model) if j % 5] + [(phase - 1, j) for j in range(per_model) if phase and not j % 5]
+        ok = rng.random(len(ids)) < accuracy
+        out[model] = [
+            orjson.dumps(
+                {"model": model, "label": int(o), "event_id": f"{p}-{j}", "ts": 1704067200.0 + 60.0 * (phase * per_model + 2 * k)}
+            )
+            for k, ((p, j), o) in enumerate(zip(ids, ok.tolist(), strict=True))
+        ]
+    return out
+
+
+def behind(bootstrap: str, group: str, topics: Sequence[str]) -> dict[tuple[str, int], tuple[int | None, int]]:
+    """The partitions of these topics the group has not committed to their end: (committed, end)."""
+    probe = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)  # reads; never joins
+    try:
+        partitions = [TopicPartition(t, p) for t in topics for p in probe.partitions_for_topic(t) or ()]
+        ends = probe.end_offsets(partitions)
+        committed = {tp: probe.committed(tp) for tp in partitions}
+    finally:
+        probe.close(autocommit=False)
+    return {(tp.topic[-4:], tp.partition): (committed[tp], ends[tp]) for tp in partitions if (committed[tp] or 0) != ends[tp]}
+
+
+@pytest.mark.timeout(600)
+def test_pending_predictions_move_with_their_partition_through_a_kill_and_a_new_member(
+    kafka_bootstrap: str, topic_factory: TopicFactory, tmp_path: Path, kafka_client: str
+) -> None:
+    """Three monitors, predictions and labels on two topics: each model's gauges equal a single monitor's after each move.
+
+    Labels are produced once the predictions they follow are handled and
+    committed, so the join order (which decides the count windows) is the
+    labels topic's, as in the reference.
+    """
+    topic, labels_topic = topic_factory(partitions=6), topic_factory(partitions=6)
+    group = unique_name("scale-labels")
+    extra = ["--labels-topic", labels_topic, "--checkpoint-interval", "1"]
+    reference = Reference()
+
+    def compare(found: dict[SampleKey, float]) -> dict[SampleKey, float]:
+        return {k: v for k, v in found.items() if k[0] in LABEL_COMPARED and "model" in dict(k[1])}
+
+    def settled() -> bool:
+        union: dict[Any, float] = {}
+        owners: dict[str, int] = defaultdict(int)
+        for monitor in monitors:
+            found = compare(monitor.scrape())
+            for model in {dict(labels)["model"] for _, labels in found}:
+                owners[model] += 1
+            union.update(found)
+        expected = compare(samples(reference.metrics()))
+        return all(owners.get(m) == 1 for m in MODELS) and union == expected
+
+    monitors = [MonitorProcess(kafka_bootstrap, topic, group, tmp_path / f"m{i}.log", kafka_client, extra) for i in range(3)]
+    try:
+        for phase, per_model in ((0, 600), (1, 500), (2, 500)):
+            if phase == 1:
+                monitors[0].stop(signal.SIGKILL)
+                monitors = monitors[1:]
+            if phase == 2:
+                monitors.append(MonitorProcess(kafka_bootstrap, topic, group, tmp_path / "new.log", kafka_client, extra))
+            for target, batch in ((topic, predictions_for(phase, per_model)), (labels_topic, labels_for(phase, per_model))):
+                produce(kafka_bootstrap, target, round_robin(batch))
+                reference.feed(batch)
+                wait_until(settled, timeout=120, interval=1.0, message=f"phase {phase}, {target}: gauges equal the reference")
+                try:
+                    wait_until(lambda: not behind(kafka_bootstrap, group, [topic, labels_topic]), timeout=60)
+                except AssertionError:
+                    raise AssertionError(
+                        f"not committed to the end: {behind(kafka_bootstrap, group, [topic, labels_topic])}"
+                    ) from None
+        assert (
+            sum(v for (name, _l), v in compare(samples(reference.metrics())).items() if name == "decaywatch_pending_predictions")
+            > 0
+        )
+    finally:
+        for monitor in monitors:
+            monitor.stop()

@@ -165,6 +165,8 @@ class Case:
     model: str = ""
     labeled: bool = False
     correct: bool = False
+    prediction: bool = True
+    """A prediction (``decaywatch_events_total`` counts it); a label event is not one."""
 
     def __repr__(self) -> str:  # hypothesis prints failing examples: keep megabyte messages out of them
         shown = None if self.value is None else (self.value[:120] + (b"..." if len(self.value) > 120 else b""))
@@ -185,7 +187,7 @@ def judged(event: Any, kind: str, value: bytes | None = None) -> Case:
         return Case(data, kind, found)
     label, prediction = event.get("label"), event.get("prediction")
     labeled = label is not None and prediction is not None  # a label event is not a labeled prediction
-    return Case(data, kind, frozenset(), event["model"], labeled, labeled and label == prediction)
+    return Case(data, kind, frozenset(), event["model"], labeled, labeled and label == prediction, prediction is not None)
 
 
 def judged_bytes(value: bytes | None, kind: str) -> Case:
@@ -558,7 +560,7 @@ class Ledger:
         if case.model not in self.events and len(self.events) >= self.max_models:
             self.untracked += 1  # beyond the cap: counted, not tracked
             return
-        self.events[case.model] += 1
+        self.events[case.model] += case.prediction  # a label event makes its model tracked, and counts no event
         self.labeled[case.model] += case.labeled
         self.correct[case.model] += case.correct
 
