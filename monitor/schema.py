@@ -309,36 +309,39 @@ def validate(
     setdefault = codes_of.setdefault
     model_codes = np.array([setdefault(m, len(codes_of)) for m in models], dtype=np.int32)
     source_index = np.asarray(where, dtype=np.int64)
+    prediction_values, label_values = _objects(predictions), _objects(labels)
     batch = EventBatch(
         models=tuple(codes_of),
         model_codes=model_codes,
-        labeled=np.array([lab is not None and p is not None for p, lab in zip(predictions, labels, strict=True)], dtype=bool),
-        correct=np.array([p == lab for p, lab in zip(predictions, labels, strict=True)], dtype=bool),  # None == x is False
+        labeled=~_none(label_values) & ~_none(prediction_values),
+        correct=np.asarray(prediction_values == label_values, dtype=bool),  # element by element; None == x is False
         event_time=event_time,
         source_index=source_index if keep_idx is None else source_index[keep_idx],
-        predictions=_objects(predictions),
-        labels=_objects(labels),
+        predictions=prediction_values,
+        labels=label_values,
         score=np.array([math.nan if x is None else x for x in scores], dtype=np.float64),
-        **_roles(predictions, labels, event_ids),
+        **_roles(prediction_values, label_values, _objects(event_ids)),
     )
     rejections.sort(key=lambda r: r.index)
     return batch, rejections
 
 
-def _roles(predictions: list[Any], labels: list[Any], event_ids: list[Any]) -> dict[str, Any]:
+def _roles(
+    predictions: npt.NDArray[np.object_], labels: npt.NDArray[np.object_], event_ids: npt.NDArray[np.object_]
+) -> dict[str, Any]:
     """Each valid event's ``Role`` and, for those that join, the key of its ``event_id``."""
-    role = np.array(
-        [
-            Role.LABEL if p is None else (Role.PENDING if lab is None and e is not None else Role.PREDICTION)
-            for p, lab, e in zip(predictions, labels, event_ids, strict=True)
-        ],
-        dtype=np.int8,
-    )
+    pending = _none(labels) & ~_none(event_ids)
+    role = np.where(_none(predictions), Role.LABEL, np.where(pending, Role.PENDING, Role.PREDICTION)).astype(np.int8)
     key = np.zeros(role.shape[0], dtype=np.uint64)
     joining = np.flatnonzero(role != Role.PREDICTION)
     if joining.size:
-        key[joining] = event_keys([event_ids[i] for i in joining.tolist()])
+        key[joining] = event_keys(event_ids[joining].tolist())
     return {"role": role, "key": key}
+
+
+def _none(values: npt.NDArray[np.object_]) -> npt.NDArray[np.bool_]:
+    """Which values are ``None``, in one C loop over the object array."""
+    return np.asarray(values == None, dtype=bool)  # noqa: E711 - element by element, not a test of the array
 
 
 def _objects(values: list[Any]) -> npt.NDArray[np.object_]:
