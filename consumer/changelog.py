@@ -50,7 +50,8 @@ class Checkpoint:
 class StateStore(Protocol):
     def write(self, model: str, placement: Placement, state: bytes) -> None: ...
 
-    def flush(self) -> None: ...
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Wait until every write is durable; raises when ``timeout_s`` (default: the store's own) runs out."""
 
     def read(self, partitions: Iterable[int]) -> dict[str, Checkpoint]: ...
 
@@ -65,7 +66,7 @@ class MemoryStateStore:
         partition, offset, label_offset = placement
         self.records[model] = Checkpoint(partition, offset, state, label_offset)
 
-    def flush(self) -> None:
+    def flush(self, timeout_s: float | None = None) -> None:
         pass
 
     def read(self, partitions: Iterable[int]) -> dict[str, Checkpoint]:
@@ -115,8 +116,8 @@ class KafkaStateStore:
             headers.append((LABEL_OFFSET_HEADER, str(label_offset).encode()))
         self._sender.send(self.topic, key=model.encode(), value=state, partition=partition, headers=headers)
 
-    def flush(self) -> None:
-        self._sender.flush(timeout=self._flush_timeout_s)
+    def flush(self, timeout_s: float | None = None) -> None:
+        self._sender.flush(timeout=self._flush_timeout_s if timeout_s is None else timeout_s)
 
     def read(self, partitions: Iterable[int], timeout_s: float = 120.0) -> dict[str, Checkpoint]:
         """Every model's latest checkpoint in these changelog partitions (read to their current end)."""

@@ -48,6 +48,8 @@ WARNING_INTERVAL_S = 60.0
 """A repeated warning (untracked models, undelivered outputs) is logged at most this often."""
 EXPIRY_INTERVAL_S = 10.0
 """Idle models are looked for at most this often."""
+IDLE_FLUSH_TIMEOUT_S = 1.0
+"""How long a checkpoint taken while no input arrives waits for Kafka."""
 EXPORT_SHARE = 0.1
 """With an export interval, snapshots may take at most about this share of the loop's time: when one takes longer
 (a thousand models touched per batch), the interval stretches to ``took / EXPORT_SHARE``."""
@@ -127,6 +129,7 @@ class MonitorService:
         self._processed_at: dict[str, float] = {}
         self._undelivered = False  # outputs of a handled batch still wait for Kafka's acknowledgement
         self._uncommitted = False  # handled batches wait for the next checkpoint to be committed
+        self._unflushed = False  # an idle checkpoint's writes were not acknowledged in time
         self._untracked_seen = 0
         self._checkpoints = Throttle(checkpoint_interval_s)
         self._expiry = Throttle(EXPIRY_INTERVAL_S)
@@ -290,7 +293,9 @@ class MonitorService:
         With state, also checkpoint what the last batches left unsaved once the
         checkpoint interval has passed: else an idle monitor's committed offsets
         would stay behind what it has handled until the next event, and a
-        restart would handle that tail again.
+        restart would handle that tail again.  That checkpoint waits at most
+        ``IDLE_FLUSH_TIMEOUT_S`` for Kafka: no input may mean Kafka is down,
+        and the loop must go on polling (readiness reports the outage).
         """
         now = self.clock()
         if self._undelivered:
@@ -298,7 +303,7 @@ class MonitorService:
             if self.alerts.flush() is not False and delivered:
                 self._commit(True, now)
         elif self._uncommitted and self._checkpoints.ready(now):
-            self.checkpoint()
+            self.checkpoint(flush_timeout_s=IDLE_FLUSH_TIMEOUT_S)
 
     def _export(self) -> None:
         """Hand the metrics one snapshot of every model (at most once per batch)."""
@@ -325,19 +330,36 @@ class MonitorService:
         else:
             self._uncommitted = True
 
-    def checkpoint(self) -> None:
+    def checkpoint(self, flush_timeout_s: float | None = None) -> None:
         """Write the state of every model touched since the last checkpoint, flush it, then commit offsets.
+
+        With ``flush_timeout_s``, a flush that runs out of time leaves the
+        offsets uncommitted and the models unsaved; the next such checkpoint
+        only waits for the same writes again (so an outage does not pile up
+        state in the producer's buffer), and the next one after a batch
+        writes them anew (the changelog keeps the last record per model).
 
         State and committed offsets move together, every ``checkpoint_interval_s``
         (and on a clean stop): a new owner restores the state and resumes at the
         matching offset, so the changelog grows with time, not with traffic.
         """
         assert self.state_store is not None
-        for model, placement in self.ledger.unsaved().items():
-            tracker = self.monitor.tracked(model)
-            if tracker is not None:
-                self.state_store.write(model, placement, state.dump(tracker))
-        self.state_store.flush()
+        if flush_timeout_s is None or not self._unflushed:
+            for model, placement in self.ledger.unsaved().items():
+                tracker = self.monitor.tracked(model)
+                if tracker is not None:
+                    self.state_store.write(model, placement, state.dump(tracker))
+        if flush_timeout_s is None:
+            self.state_store.flush()
+        else:
+            try:
+                self.state_store.flush(flush_timeout_s)
+            except Exception as error:  # noqa: BLE001 - each client names its timeout differently; retried later
+                log.info("state checkpoint not acknowledged within %.0f s (%s); retrying later", flush_timeout_s, error)
+                self._unflushed = True
+                self._checkpoints.restart(self.clock())
+                return
+        self._unflushed = False
         self.source.commit()
         self._uncommitted = False
         self.ledger.saved()
