@@ -78,3 +78,88 @@ class MemoryDeadLetters:
 
     def flush(self) -> None:
         self.journal.append("flush dead letters")
+
+
+Where = tuple[str, int]
+"""A topic and a partition."""
+
+
+class PartitionedSource:
+    """Co-partitioned topics in memory: a log per (topic, partition), positions, commits and scripted rebalances.
+
+    Each poll reads up to ``chunk[topic]`` records of every assigned partition
+    of every topic (so two topics can be read at different paces).
+    """
+
+    def __init__(self, logs: dict[Where, list[bytes]], chunk: dict[str, int] | None = None) -> None:
+        self.logs = logs
+        self.topics = list(dict.fromkeys(topic for topic, _p in logs))  # in the order the logs name them
+        self.chunk = chunk or dict.fromkeys(self.topics, 30)
+        self.committed = dict.fromkeys(logs, 0)
+        self.position = dict(self.committed)
+        self.assigned: set[int] = set()
+        self.events: list[tuple[str, set[int]]] = []
+
+    def assign(self, partitions: set[int]) -> None:
+        """A rebalance: positions of (re)assigned partitions restart at their committed offsets, as in Kafka."""
+        self.events += [("revoked", set(self.assigned)), ("assigned", set(partitions))]
+        self.assigned = set(partitions)
+        for where in self.logs:
+            if where[1] in partitions:
+                self.position[where] = self.committed[where]
+
+    def poll(self, timeout_s: float) -> RawBatch | None:
+        values: list[bytes | None] = []
+        topics: list[str] = []
+        partitions: list[int] = []
+        offsets: list[int] = []
+        for p in sorted(self.assigned):
+            for topic in self.topics:
+                where = (topic, p)
+                start = self.position.get(where, 0)
+                chunk = self.logs.get(where, [])[start : start + self.chunk[topic]]
+                values += chunk
+                topics += [topic] * len(chunk)
+                partitions += [p] * len(chunk)
+                offsets += range(start, start + len(chunk))
+                if where in self.position:
+                    self.position[where] = start + len(chunk)
+        if not values:
+            return None
+        n = len(values)
+        return RawBatch(values, [None] * n, np.full(n, 1.0), topics, partitions, offsets)
+
+    def commit(self) -> None:
+        for where in self.logs:
+            if where[1] in self.assigned:
+                self.committed[where] = self.position[where]
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        return {}
+
+    def rebalances(self) -> list[tuple[str, set[int]]]:
+        events, self.events = self.events, []
+        return events
+
+    def close(self) -> None:
+        pass
+
+
+class SteppingClock:
+    """A clock that stands still until a test moves it (``now``)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def drain(svc: Any, steps: int | None = None) -> None:
+    """Step the service (its clock one second further each step) until a poll returns nothing, or ``steps`` times."""
+    done = 0
+    while steps is None or done < steps:
+        svc.clock.now += 1.0
+        if svc.step() is None:
+            break
+        done += 1

@@ -9,79 +9,16 @@ import pytest
 from decaywatch.consumer.changelog import MemoryStateStore
 from decaywatch.consumer.metrics import ServiceMetrics
 from decaywatch.consumer.service import MonitorService
-from decaywatch.consumer.source import RawBatch
 from decaywatch.consumer.topics import TopicLayoutError, check_copartitioned
 from decaywatch.monitor.config import ModelPolicy, MonitorConfig
 from decaywatch.monitor.engine import Monitor
 from decaywatch.monitor.snapshot import ModelSnapshot
-from tests.unit.fakes import MemoryAlertSink, MemoryDeadLetters
+from tests.unit.fakes import MemoryAlertSink, MemoryDeadLetters, PartitionedSource, SteppingClock, Where, drain
 
 POLICY = ModelPolicy(baseline=0.85, windows=(50, 200), min_samples=20, time_windows=("1h",), label_ttl="1h", orphan_ttl="10m")
 TOPICS = ("predictions", "labels")
 CHUNK = {"predictions": 30, "labels": 17}
 """Records per poll and partition: the labels topic is read at another pace than the predictions."""
-
-Where = tuple[str, int]
-
-
-class TwoTopicSource:
-    """Two co-partitioned topics in memory: logs, positions, commits and scripted rebalances, per (topic, partition)."""
-
-    def __init__(self, logs: dict[Where, list[bytes]]) -> None:
-        self.logs = logs
-        self.committed = dict.fromkeys(logs, 0)
-        self.position = dict(self.committed)
-        self.assigned: set[int] = set()
-        self.events: list[tuple[str, set[int]]] = []
-
-    def assign(self, partitions: set[int]) -> None:
-        self.events += [("revoked", set(self.assigned)), ("assigned", set(partitions))]
-        self.assigned = set(partitions)
-        for where in self.logs:
-            if where[1] in partitions:
-                self.position[where] = self.committed[where]
-
-    def poll(self, timeout_s: float) -> RawBatch | None:
-        values: list[bytes | None] = []
-        topics: list[str] = []
-        partitions: list[int] = []
-        offsets: list[int] = []
-        for p in sorted(self.assigned):
-            for topic in TOPICS:
-                start = self.position[(topic, p)]
-                chunk = self.logs[(topic, p)][start : start + CHUNK[topic]]
-                values += chunk
-                topics += [topic] * len(chunk)
-                partitions += [p] * len(chunk)
-                offsets += range(start, start + len(chunk))
-                self.position[(topic, p)] = start + len(chunk)
-        if not values:
-            return None
-        n = len(values)
-        return RawBatch(values, [None] * n, np.full(n, 1.0), topics, partitions, offsets)
-
-    def commit(self) -> None:
-        for where in self.logs:
-            if where[1] in self.assigned:
-                self.committed[where] = self.position[where]
-
-    def lag(self) -> dict[tuple[str, int], int]:
-        return {}
-
-    def rebalances(self) -> list[tuple[str, set[int]]]:
-        events, self.events = self.events, []
-        return events
-
-    def close(self) -> None:
-        pass
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def logs() -> dict[Where, list[bytes]]:
@@ -104,25 +41,16 @@ def logs() -> dict[Where, list[bytes]]:
     return out
 
 
-def service(source: TwoTopicSource, store: MemoryStateStore, interval: float) -> MonitorService:
+def service(source: PartitionedSource, store: MemoryStateStore, interval: float) -> MonitorService:
     journal: list[str] = []
     return MonitorService(
         source, Monitor(MonitorConfig(POLICY)), MemoryAlertSink(journal), MemoryDeadLetters(journal), ServiceMetrics(),
-        Clock(), state_store=store, checkpoint_interval_s=interval, labels_topic="labels",
+        SteppingClock(), state_store=store, checkpoint_interval_s=interval, labels_topic="labels",
     )  # fmt: skip
 
 
-def drain(svc: MonitorService, steps: int | None = None) -> None:
-    done = 0
-    while steps is None or done < steps:
-        svc.clock.now += 1.0  # type: ignore[attr-defined]  # the test's clock object, seen as a plain Clock callable
-        if svc.step() is None:
-            break
-        done += 1
-
-
 def reference() -> dict[str, ModelSnapshot]:
-    source = TwoTopicSource(logs())
+    source = PartitionedSource(logs(), CHUNK)
     source.assign({0, 1})
     svc = service(source, MemoryStateStore(), interval=0.0)
     drain(svc)
@@ -137,7 +65,7 @@ def test_the_reference_joins_every_label_within_the_ttl() -> None:
 
 
 def test_checkpoints_carry_the_offsets_of_both_topics() -> None:
-    source = TwoTopicSource(logs())
+    source = PartitionedSource(logs(), CHUNK)
     source.assign({0, 1})
     store = MemoryStateStore()
     svc = service(source, store, interval=1e9)
@@ -150,7 +78,7 @@ def test_checkpoints_carry_the_offsets_of_both_topics() -> None:
 
 
 def test_a_crash_resumes_exactly_from_the_last_checkpoint() -> None:
-    source = TwoTopicSource(logs())
+    source = PartitionedSource(logs(), CHUNK)
     source.assign({0, 1})
     store = MemoryStateStore()
     first = service(source, store, interval=3.5)
@@ -163,7 +91,7 @@ def test_a_crash_resumes_exactly_from_the_last_checkpoint() -> None:
 
 
 def test_state_written_just_before_a_crash_is_not_counted_twice_on_either_topic() -> None:
-    source = TwoTopicSource(logs())
+    source = PartitionedSource(logs(), CHUNK)
     source.assign({0, 1})
     store = MemoryStateStore()
     first = service(source, store, interval=1e9)
@@ -177,7 +105,7 @@ def test_state_written_just_before_a_crash_is_not_counted_twice_on_either_topic(
 
 
 def test_a_partition_moves_to_another_member_and_back() -> None:
-    source = TwoTopicSource(logs())
+    source = PartitionedSource(logs(), CHUNK)
     source.assign({0, 1})
     store = MemoryStateStore()
     a = service(source, store, interval=3.5)
@@ -186,7 +114,7 @@ def test_a_partition_moves_to_another_member_and_back() -> None:
     source.assign({0})
     drain(a, steps=1)
     assert set(a.snapshot()) == {"m0", "m2"}
-    b_source = TwoTopicSource(source.logs)
+    b_source = PartitionedSource(source.logs, CHUNK)
     b_source.committed = source.committed
     b_source.assign({1})
     b = service(b_source, store, interval=3.5)

@@ -12,7 +12,8 @@ that counted a model's first phase twice).
 from __future__ import annotations
 
 from decaywatch.consumer.changelog import MemoryStateStore
-from tests.unit.test_state_moves import ScriptedSource, drain, logs, reference, service
+from tests.unit.fakes import drain
+from tests.unit.test_state_moves import ScriptedSource, logs, reference, service
 
 
 def test_a_checkpoint_during_a_re_read_keeps_the_offsets_the_state_includes() -> None:

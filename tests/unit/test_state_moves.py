@@ -8,70 +8,21 @@ import orjson
 from decaywatch.consumer.changelog import MemoryStateStore
 from decaywatch.consumer.metrics import ServiceMetrics
 from decaywatch.consumer.service import MonitorService
-from decaywatch.consumer.source import RawBatch
 from decaywatch.monitor.config import ModelPolicy, MonitorConfig
 from decaywatch.monitor.engine import Monitor
-from tests.unit.fakes import MemoryAlertSink, MemoryDeadLetters
+from tests.unit.fakes import MemoryAlertSink, MemoryDeadLetters, PartitionedSource, SteppingClock, Where, drain
 
 POLICY = ModelPolicy(baseline=0.85, windows=(50, 200), min_samples=20)
 
 
-class ScriptedSource:
-    """A partitioned topic in memory: one log per partition, positions, commits, and scripted rebalances."""
-
-    def __init__(self, logs: dict[int, list[bytes]]) -> None:
-        self.logs = logs
-        self.committed = dict.fromkeys(logs, 0)
-        self.position = dict(self.committed)
-        self.assigned: set[int] = set()
-        self.events: list[tuple[str, set[int]]] = []
-
-    def assign(self, partitions: set[int]) -> None:
-        """A rebalance: positions of (re)assigned partitions restart at their committed offsets, as in Kafka."""
-        self.events += [("revoked", set(self.assigned)), ("assigned", set(partitions))]
-        self.assigned = set(partitions)
-        for p in partitions:
-            self.position[p] = self.committed[p]
-
-    def poll(self, timeout_s: float) -> RawBatch | None:
-        values: list[bytes | None] = []
-        partitions: list[int] = []
-        offsets: list[int] = []
-        for p in sorted(self.assigned):
-            start = self.position[p]
-            chunk = self.logs[p][start : start + 30]
-            values += chunk
-            partitions += [p] * len(chunk)
-            offsets += list(range(start, start + len(chunk)))
-            self.position[p] = start + len(chunk)
-        if not values:
-            return None
-        n = len(values)
-        return RawBatch(values, [None] * n, np.full(n, 1.0), ["t"] * n, partitions, offsets)
-
-    def commit(self) -> None:
-        for p in self.assigned:
-            self.committed[p] = self.position[p]
-
-    def lag(self) -> dict[tuple[str, int], int]:
-        return {}
-
-    def rebalances(self) -> list[tuple[str, set[int]]]:
-        events, self.events = self.events, []
-        return events
-
-    def close(self) -> None:
-        pass
+def ScriptedSource(logs: dict[int, list[bytes]] | dict[Where, list[bytes]]) -> PartitionedSource:
+    """One topic, ``"t"``, partitioned: the logs by partition number."""
+    return PartitionedSource({(k if isinstance(k, tuple) else ("t", k)): v for k, v in logs.items()})
 
 
-class Clock:
-    """Stands still within a step; ``drain`` moves it one second per step."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+def t(offsets: dict[int, int]) -> dict[Where, int]:
+    """Offsets by partition of topic ``"t"``, as the source keeps them."""
+    return {("t", p): o for p, o in offsets.items()}
 
 
 def logs() -> dict[int, list[bytes]]:
@@ -86,21 +37,12 @@ def logs() -> dict[int, list[bytes]]:
     return out
 
 
-def service(source: ScriptedSource, store: MemoryStateStore, interval: float) -> MonitorService:
+def service(source: PartitionedSource, store: MemoryStateStore, interval: float) -> MonitorService:
     journal: list[str] = []
     return MonitorService(
         source, Monitor(MonitorConfig(POLICY)), MemoryAlertSink(journal), MemoryDeadLetters(journal), ServiceMetrics(),
-        Clock(), state_store=store, checkpoint_interval_s=interval,
+        SteppingClock(), state_store=store, checkpoint_interval_s=interval,
     )  # fmt: skip
-
-
-def drain(svc: MonitorService, steps: int | None = None) -> None:
-    done = 0
-    while steps is None or done < steps:
-        svc.clock.now += 1.0  # type: ignore[attr-defined]  # the test's clock object, seen as a plain Clock callable
-        if svc.step() is None:
-            break
-        done += 1
 
 
 def reference() -> dict[str, object]:
@@ -117,12 +59,12 @@ def test_offsets_are_committed_only_with_a_checkpoint() -> None:
     store = MemoryStateStore()
     svc = service(source, store, interval=3.5)  # a checkpoint every four steps, the first at once
     drain(svc, steps=1)
-    assert source.committed == {0: 30, 1: 30} and set(store.records) == {"m0", "m1", "m2", "m3"}
+    assert source.committed == t({0: 30, 1: 30}) and set(store.records) == {"m0", "m1", "m2", "m3"}
     drain(svc, steps=3)
-    assert source.committed == {0: 30, 1: 30} and source.position == {0: 120, 1: 120}  # processed, not committed
+    assert source.committed == t({0: 30, 1: 30}) and source.position == t({0: 120, 1: 120})  # processed, not committed
     assert store.records["m0"].offset == 28  # m0 is every other record of partition 0
     drain(svc, steps=1)
-    assert source.committed == {0: 150, 1: 150} and store.records["m0"].offset == 148
+    assert source.committed == t({0: 150, 1: 150}) and store.records["m0"].offset == 148
 
 
 def test_a_crash_resumes_exactly_from_the_last_checkpoint() -> None:
@@ -145,7 +87,7 @@ def test_state_written_just_before_a_crash_is_not_counted_twice() -> None:
     first = service(source, store, interval=1e9)
     drain(first, steps=4)
     first.checkpoint()
-    source.committed = {0: 30, 1: 30}  # the crash came between the state flush and the offset commit
+    source.committed = t({0: 30, 1: 30})  # the crash came between the state flush and the offset commit
     source.assign({0, 1})
     second = service(source, store, interval=1e9)
     drain(second)
@@ -191,10 +133,10 @@ def test_an_idle_monitor_checkpoints_what_it_handled_once_the_interval_has_passe
     svc = service(source, store, interval=100.0)
     drain(svc, steps=1)  # the first checkpoint comes at once
     drain(svc)  # the rest is handled, not committed: the interval has not passed
-    assert source.committed == {0: 30, 1: 30} and source.position == {0: 300, 1: 300}
+    assert source.committed == t({0: 30, 1: 30}) and source.position == t({0: 300, 1: 300})
     svc.clock.now += 100.0  # type: ignore[attr-defined]
     assert svc.step() is None  # no input: the handled tail is checkpointed and committed
-    assert source.committed == {0: 300, 1: 300} and store.records["m0"].offset == 298
+    assert source.committed == t({0: 300, 1: 300}) and store.records["m0"].offset == 298
 
 
 class UnreachableStore(MemoryStateStore):
@@ -226,8 +168,8 @@ def test_an_idle_checkpoint_during_an_outage_neither_blocks_nor_piles_up_writes(
         svc.clock.now += 100.0  # type: ignore[attr-defined]
         assert svc.step() is None  # the idle checkpoint times out: the loop goes on
     assert store.writes == writes + 4  # the four models written once, then only waited for
-    assert source.committed == {0: 30, 1: 30}  # nothing committed without durable state
+    assert source.committed == t({0: 30, 1: 30})  # nothing committed without durable state
     store.down = False
     svc.clock.now += 100.0  # type: ignore[attr-defined]
     assert svc.step() is None
-    assert source.committed == {0: 300, 1: 300}
+    assert source.committed == t({0: 300, 1: 300})
