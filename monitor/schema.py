@@ -93,6 +93,8 @@ _NUMBER_TYPES: Final = (int, float)
 _NUMBER_SET: Final = frozenset(_NUMBER_TYPES)
 _SCORE_TYPES: Final = frozenset((int, float, type(None)))
 _EVENT_ID_TYPES: Final = frozenset((str, int, type(None)))
+_STAMP_TYPES: Final = frozenset((int, float, type(None)))
+"""``ts`` types the column check passes on (a string ``ts`` is parsed event by event, in the diagnosis)."""
 _VERSION_TYPES: Final = frozenset((str, type(None)))
 
 
@@ -264,25 +266,9 @@ def validate(
         _field(objects, name) for name in ("model", "prediction", "label", "ts", "event_id")
     )
 
-    ok = [
-        type(m) is str
-        and 0 < len(m) <= MAX_MODEL_ID_LENGTH
-        and (
-            (type(p) in _LABEL_TYPES and (lab is None or type(lab) is type(p)))
-            or (p is None and type(lab) in _LABEL_TYPES and (type(e) is str or type(e) is int))  # a label event
-        )
-        and (t is None or type(t) in _NUMBER_TYPES)
-        for m, p, lab, t, e in zip(models, predictions, labels, stamps, event_ids, strict=True)
-    ]
     scores = _field(objects, "score")
-    good = np.array(ok, dtype=bool) & _optional_fields_ok(objects, scores, event_ids)
-    event_time = np.array(
-        [
-            fb if t is None else (t if type(t) in _NUMBER_TYPES else math.nan)
-            for t, fb in zip(stamps, fallback_time.tolist(), strict=True)
-        ],
-        dtype=np.float64,
-    )
+    good = _required_ok(models, predictions, labels, stamps, event_ids) & _optional_fields_ok(objects, scores, event_ids)
+    event_time = _event_times(stamps, fallback_time)
     bad_time = ~((event_time >= 0.0) & (event_time <= MAX_TIMESTAMP))  # also catches NaN
 
     for i in np.flatnonzero(~good | bad_time).tolist():
@@ -305,9 +291,8 @@ def validate(
         scores = [scores[i] for i in kept]
         event_ids = [event_ids[i] for i in kept]
         event_time = event_time[keep_idx]
-    codes_of: dict[str, int] = {}
-    setdefault = codes_of.setdefault
-    model_codes = np.array([setdefault(m, len(codes_of)) for m in models], dtype=np.int32)
+    codes_of = {m: code for code, m in enumerate(dict.fromkeys(models))}  # in order of first appearance
+    model_codes = np.fromiter(map(codes_of.__getitem__, models), dtype=np.int32, count=len(models))
     source_index = np.asarray(where, dtype=np.int64)
     prediction_values, label_values = _objects(predictions), _objects(labels)
     batch = EventBatch(
@@ -349,6 +334,57 @@ def _objects(values: list[Any]) -> npt.NDArray[np.object_]:
     array = np.empty(len(values), dtype=object)
     array[:] = values
     return array
+
+
+def _required_ok(
+    models: list[Any], predictions: list[Any], labels: list[Any], stamps: list[Any], event_ids: list[Any]
+) -> npt.NDArray[np.bool_]:
+    """Whether each event's model, prediction, label, id and ``ts`` have valid types (the value checks come later).
+
+    The common batch (string model ids; one type of prediction and label,
+    ``None`` where absent; numeric or absent ``ts``) is checked a column at a
+    time; any other batch event by event.
+    """
+    model_types, label_types = set(map(type, models)), set(map(type, predictions)) | set(map(type, labels))
+    value_types = label_types - {type(None)}
+    if (
+        model_types == {str}
+        and len(value_types) == 1
+        and value_types <= set(_LABEL_TYPES)
+        and set(map(type, stamps)) <= _STAMP_TYPES
+        and set(map(type, event_ids)) <= _EVENT_ID_TYPES
+    ):
+        lengths = np.fromiter(map(len, models), dtype=np.int64, count=len(models))
+        prediction = ~_none(_objects(predictions))
+        label_event = ~_none(_objects(labels)) & ~_none(_objects(event_ids))
+        return np.asarray((lengths > 0) & (lengths <= MAX_MODEL_ID_LENGTH) & (prediction | label_event), dtype=bool)
+    return np.array(
+        [
+            type(m) is str
+            and 0 < len(m) <= MAX_MODEL_ID_LENGTH
+            and (
+                (type(p) in _LABEL_TYPES and (lab is None or type(lab) is type(p)))
+                or (p is None and type(lab) in _LABEL_TYPES and (type(e) is str or type(e) is int))  # a label event
+            )
+            and (t is None or type(t) in _NUMBER_TYPES)
+            for m, p, lab, t, e in zip(models, predictions, labels, stamps, event_ids, strict=True)
+        ],
+        dtype=bool,
+    )
+
+
+def _event_times(stamps: list[Any], fallback_time: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Each event's ``ts`` as a number (NaN when it is not one: diagnosed later), or its fallback time when absent."""
+    types = set(map(type, stamps))
+    if types <= {float, int}:
+        return np.array(stamps, dtype=np.float64)
+    return np.array(
+        [
+            fb if t is None else (t if type(t) in _NUMBER_TYPES else math.nan)
+            for t, fb in zip(stamps, fallback_time.tolist(), strict=True)
+        ],
+        dtype=np.float64,
+    )
 
 
 def _field(objects: Sequence[dict[str, Any]], name: str) -> list[Any]:
