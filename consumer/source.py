@@ -188,14 +188,16 @@ class KafkaEventSource:
         return batch_from_records(records)
 
     def commit(self) -> None:
-        from kafka.errors import CommitFailedError
+        from kafka.errors import CommitFailedError, IllegalGenerationError, RebalanceInProgressError, UnknownMemberIdError
 
         try:
             self._consumer.commit()
-        except CommitFailedError as error:
-            # The group rebalanced while this batch was handled: its partitions now
-            # belong to another member, which re-reads from the last commit (at least once).
-            log.warning("offset commit failed after a rebalance; the batch will be re-read: %s", error)
+        except (CommitFailedError, RebalanceInProgressError, IllegalGenerationError, UnknownMemberIdError) as error:
+            # The group rebalanced (or is rebalancing) while this batch was handled: its partitions may now belong
+            # to another member, which re-reads from the last commit (at least once; with state, events a restored
+            # checkpoint already holds are skipped).  kafka-python 3 raises the broker's error for a commit made
+            # while the group rebalances; it ended the monitor before (a fresh-clone run, test_scale_out).
+            log.warning("offset commit failed in a rebalance; what it covered will be re-read: %s", error)
 
     def lag(self) -> dict[tuple[str, int], int]:
         lags: dict[tuple[str, int], int] = {}

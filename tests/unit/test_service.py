@@ -179,3 +179,23 @@ def test_the_heap_is_trimmed_after_a_batch_at_most_every_interval() -> None:
         assert svc.step() is not None
     assert trims == [0.0, TRIM_INTERVAL_S, 2 * TRIM_INTERVAL_S]
     assert heap_trimmer() is not None  # glibc here: the real service trims
+
+
+def test_an_offset_commit_refused_in_a_rebalance_is_logged_not_fatal() -> None:
+    """kafka-python 3 raises the broker's error for a commit made while the group rebalances: the batch is re-read."""
+    import pytest
+    from kafka.errors import CommitFailedError, IllegalGenerationError, RebalanceInProgressError, UnknownMemberIdError
+
+    from decaywatch.consumer.source import KafkaEventSource
+
+    class Refusing:
+        def __init__(self, error: Exception) -> None:
+            self.error = error
+
+        def commit(self) -> None:
+            raise self.error
+
+    for error in (RebalanceInProgressError(), CommitFailedError(), IllegalGenerationError(), UnknownMemberIdError()):
+        KafkaEventSource(Refusing(error), 10).commit()
+    with pytest.raises(ValueError):  # anything else still ends the service with one line
+        KafkaEventSource(Refusing(ValueError("boom")), 10).commit()
