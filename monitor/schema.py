@@ -267,7 +267,8 @@ def validate(
     )
 
     scores = _field(objects, "score")
-    good = _required_ok(models, predictions, labels, stamps, event_ids) & _optional_fields_ok(objects, scores, event_ids)
+    values = _objects(predictions), _objects(labels), _objects(event_ids)  # the columns as object arrays, made once
+    good = _required_ok(models, values, stamps) & _optional_fields_ok(objects, scores, event_ids)
     event_time = _event_times(stamps, fallback_time)
     bad_time = ~((event_time >= 0.0) & (event_time <= MAX_TIMESTAMP))  # also catches NaN
 
@@ -286,15 +287,13 @@ def validate(
         keep_idx = np.flatnonzero(good)
         kept = keep_idx.tolist()
         models = [models[i] for i in kept]
-        predictions = [predictions[i] for i in kept]
-        labels = [labels[i] for i in kept]
         scores = [scores[i] for i in kept]
-        event_ids = [event_ids[i] for i in kept]
+        values = tuple(column[keep_idx] for column in values)  # type: ignore[assignment]  # still three arrays
         event_time = event_time[keep_idx]
     codes_of = {m: code for code, m in enumerate(dict.fromkeys(models))}  # in order of first appearance
     model_codes = np.fromiter(map(codes_of.__getitem__, models), dtype=np.int32, count=len(models))
     source_index = np.asarray(where, dtype=np.int64)
-    prediction_values, label_values = _objects(predictions), _objects(labels)
+    prediction_values, label_values, id_values = values
     batch = EventBatch(
         models=tuple(codes_of),
         model_codes=model_codes,
@@ -305,7 +304,7 @@ def validate(
         predictions=prediction_values,
         labels=label_values,
         score=np.array([math.nan if x is None else x for x in scores], dtype=np.float64),
-        **_roles(prediction_values, label_values, _objects(event_ids)),
+        **_roles(prediction_values, label_values, id_values),
     )
     rejections.sort(key=lambda r: r.index)
     return batch, rejections
@@ -337,14 +336,17 @@ def _objects(values: list[Any]) -> npt.NDArray[np.object_]:
 
 
 def _required_ok(
-    models: list[Any], predictions: list[Any], labels: list[Any], stamps: list[Any], event_ids: list[Any]
+    models: list[Any], values: tuple[npt.NDArray[np.object_], npt.NDArray[np.object_], npt.NDArray[np.object_]], stamps: list[Any]
 ) -> npt.NDArray[np.bool_]:
     """Whether each event's model, prediction, label, id and ``ts`` have valid types (the value checks come later).
 
     The common batch (string model ids; one type of prediction and label,
     ``None`` where absent; numeric or absent ``ts``) is checked a column at a
-    time; any other batch event by event.
+    time; any other batch event by event.  ``values``: the predictions,
+    labels and event ids, as object arrays.
     """
+    prediction_values, label_values, id_values = values
+    predictions, labels, event_ids = (column.tolist() for column in values)
     model_types, label_types = set(map(type, models)), set(map(type, predictions)) | set(map(type, labels))
     value_types = label_types - {type(None)}
     if (
@@ -355,8 +357,8 @@ def _required_ok(
         and set(map(type, event_ids)) <= _EVENT_ID_TYPES
     ):
         lengths = np.fromiter(map(len, models), dtype=np.int64, count=len(models))
-        prediction = ~_none(_objects(predictions))
-        label_event = ~_none(_objects(labels)) & ~_none(_objects(event_ids))
+        prediction = ~_none(prediction_values)
+        label_event = ~_none(label_values) & ~_none(id_values)
         return np.asarray((lengths > 0) & (lengths <= MAX_MODEL_ID_LENGTH) & (prediction | label_event), dtype=bool)
     return np.array(
         [
