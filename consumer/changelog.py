@@ -91,24 +91,6 @@ class KafkaStateStore:
         self._kafka = dict(kafka)
         self._flush_timeout_s = flush_timeout_s
 
-    @staticmethod
-    def ensure_topic(kafka: Mapping[str, Any], state_topic: str, partitions: int) -> None:
-        """Create the changelog (compacted, one partition per input partition) if it is missing."""
-        from kafka.admin import KafkaAdminClient
-        from kafka.errors import TopicAlreadyExistsError
-
-        admin = KafkaAdminClient(**kafka)
-        try:
-            admin.create_topics(
-                {state_topic: {"num_partitions": partitions, "replication_factor": -1, "configs": STATE_TOPIC_CONFIG}},
-                wait_for_metadata=True,
-            )
-            log.info("created state changelog %s with %d partitions", state_topic, partitions)
-        except TopicAlreadyExistsError:
-            pass
-        finally:
-            admin.close()
-
     def write(self, model: str, placement: Placement, state: bytes) -> None:
         partition, offset, label_offset = placement
         headers = [(OFFSET_HEADER, str(offset).encode())]

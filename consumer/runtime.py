@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from decaywatch.consumer.alertmanager import AlertmanagerSink
-from decaywatch.consumer.changelog import KafkaStateStore
+from decaywatch.consumer.changelog import STATE_TOPIC_CONFIG, KafkaStateStore
 from decaywatch.consumer.endpoints import HttpEndpoints, HttpServer, TlsSettings
 from decaywatch.consumer.heap import heap_trimmer
 from decaywatch.consumer.ledger import PartitionLedger
@@ -22,7 +22,7 @@ from decaywatch.consumer.metrics import DeliveryCollector, OutputCollector, Serv
 from decaywatch.consumer.service import MonitorService
 from decaywatch.consumer.sinks import AlertFanOut, AlertSink, KafkaAlertSink, KafkaDeadLetterSink, Sender
 from decaywatch.consumer.source import GroupSource, KafkaEventSource, RebalanceRecorder
-from decaywatch.consumer.topics import check_copartitioned, partition_counts
+from decaywatch.consumer.topics import check_copartitioned, create_missing, partition_counts
 from decaywatch.monitor.config import MonitorConfig
 from decaywatch.monitor.engine import Monitor
 
@@ -84,8 +84,13 @@ class MonitorRuntime:
             counts = partition_counts(settings.kafka, self.topics)
             if settings.labels_topic is not None:
                 check_copartitioned(counts, settings.topic, settings.labels_topic)
-            if state_topic is not None:
-                KafkaStateStore.ensure_topic(settings.kafka, state_topic, counts[settings.topic])
+            outputs: dict[str, tuple[int, dict[str, str]]] = {
+                settings.alerts_topic: (-1, {}),
+                settings.dead_letter_topic: (-1, {}),
+            }
+            if state_topic is not None:  # compacted, one partition per input partition
+                outputs[state_topic] = (counts[settings.topic], STATE_TOPIC_CONFIG)
+            create_missing(settings.kafka, outputs)
             self.metrics = ServiceMetrics(detailed=settings.detailed_metrics)
             ledger = PartitionLedger(on_withhold=self.metrics.models.withhold)
             recorder = RebalanceRecorder(on_revoked=ledger.withhold)

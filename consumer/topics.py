@@ -13,9 +13,12 @@ check, and says so in the README.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 class TopicLayoutError(Exception):
@@ -61,3 +64,28 @@ def check_copartitioned(counts: Mapping[str, int], topic: str, labels_topic: str
             f"labels topic {labels_topic!r} has {counts[labels_topic]} partitions and predictions topic {topic!r} has "
             f"{counts[topic]}: they must be co-partitioned (the same partition count, both keyed by model id)"
         )
+
+
+def create_missing(kafka: Mapping[str, Any], topics: Mapping[str, tuple[int, Mapping[str, str]]]) -> None:
+    """Create each topic (name: partitions, where -1 is the broker's default, and configs) that does not exist yet.
+
+    The outputs are created up front so the first alert does not wait for
+    (and log) a metadata miss; a user without the right to create topics gets
+    them auto-created by the broker, or has created them: that is not an error.
+    """
+    from kafka.admin import KafkaAdminClient
+    from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(**kafka)
+    try:
+        for name, (partitions, configs) in topics.items():
+            try:
+                spec = {"num_partitions": partitions, "replication_factor": -1, "configs": dict(configs)}
+                admin.create_topics({name: spec}, wait_for_metadata=True)
+                log.info("created topic %s", name)
+            except TopicAlreadyExistsError:
+                pass
+            except KafkaError as error:  # no right to create topics, say: the broker or an operator does it
+                log.info("topic %s not created here (%s)", name, error)
+    finally:
+        admin.close()
