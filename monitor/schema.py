@@ -94,6 +94,8 @@ _NUMBER_SET: Final = frozenset(_NUMBER_TYPES)
 _SCORE_TYPES: Final = frozenset((int, float, type(None)))
 _EVENT_ID_TYPES: Final = frozenset((str, int, type(None)))
 _STAMP_TYPES: Final = frozenset((int, float, type(None)))
+Columns3 = tuple[npt.NDArray[np.object_], npt.NDArray[np.object_], npt.NDArray[np.object_]]
+"""A batch's predictions, labels and event ids as object arrays."""
 """``ts`` types the column check passes on (a string ``ts`` is parsed event by event, in the diagnosis)."""
 _VERSION_TYPES: Final = frozenset((str, type(None)))
 
@@ -267,8 +269,10 @@ def validate(
     )
 
     scores = _field(objects, "score")
-    values = _objects(predictions), _objects(labels), _objects(event_ids)  # the columns as object arrays, made once
-    good = _required_ok(models, values, stamps) & _optional_fields_ok(objects, scores, event_ids)
+    values: Columns3 = (_objects(predictions), _objects(labels), _objects(event_ids))  # as object arrays, made once
+    good = _required_ok(models, (predictions, labels, event_ids), values, stamps) & _optional_fields_ok(
+        objects, scores, event_ids
+    )
     event_time = _event_times(stamps, fallback_time)
     bad_time = ~((event_time >= 0.0) & (event_time <= MAX_TIMESTAMP))  # also catches NaN
 
@@ -288,7 +292,7 @@ def validate(
         kept = keep_idx.tolist()
         models = [models[i] for i in kept]
         scores = [scores[i] for i in kept]
-        values = tuple(column[keep_idx] for column in values)  # type: ignore[assignment]  # still three arrays
+        values = (values[0][keep_idx], values[1][keep_idx], values[2][keep_idx])
         event_time = event_time[keep_idx]
     codes_of = {m: code for code, m in enumerate(dict.fromkeys(models))}  # in order of first appearance
     model_codes = np.fromiter(map(codes_of.__getitem__, models), dtype=np.int32, count=len(models))
@@ -336,17 +340,17 @@ def _objects(values: list[Any]) -> npt.NDArray[np.object_]:
 
 
 def _required_ok(
-    models: list[Any], values: tuple[npt.NDArray[np.object_], npt.NDArray[np.object_], npt.NDArray[np.object_]], stamps: list[Any]
+    models: list[Any], lists: tuple[list[Any], list[Any], list[Any]], values: Columns3, stamps: list[Any]
 ) -> npt.NDArray[np.bool_]:
     """Whether each event's model, prediction, label, id and ``ts`` have valid types (the value checks come later).
 
     The common batch (string model ids; one type of prediction and label,
     ``None`` where absent; numeric or absent ``ts``) is checked a column at a
-    time; any other batch event by event.  ``values``: the predictions,
-    labels and event ids, as object arrays.
+    time; any other batch event by event.  ``lists`` and ``values``: the
+    predictions, labels and event ids, as lists and as object arrays.
     """
     prediction_values, label_values, id_values = values
-    predictions, labels, event_ids = (column.tolist() for column in values)
+    predictions, labels, event_ids = lists
     model_types, label_types = set(map(type, models)), set(map(type, predictions)) | set(map(type, labels))
     value_types = label_types - {type(None)}
     if (
