@@ -79,10 +79,11 @@ class KafkaStateStore:
 
     Writes go through the service's output producer, whichever client it is
     (``send`` with an explicit partition, ``flush`` that raises when it runs
-    out of time), so they share its ordering and delivery settings.  Creating
-    the topic and restoring from it use kafka-python on either client: both
-    happen once per start or rebalance, read the same bytes, and keep one
-    proven path for the one place where a mistake loses state.
+    out of time), so they share its ordering and delivery settings.  Restoring
+    uses kafka-python on either client: it happens once per rebalance, reads
+    the same bytes, and keeps one proven path for the one place where a
+    mistake loses state.  The topic itself is created at start with the
+    other outputs (``consumer/topics.py``: compacted, ``STATE_TOPIC_CONFIG``).
     """
 
     def __init__(self, sender: Any, topic: str, kafka: Mapping[str, Any], flush_timeout_s: float = 60.0) -> None:
