@@ -147,7 +147,13 @@ class Join:
         self.unmatched = dict.fromkeys(UNMATCHED_REASONS, 0)
         self.delays = np.zeros(len(DELAY_BUCKETS) + 1, np.int64)
         """Joined outcomes per label-delay bucket (label time minus prediction time, event time)."""
-        self.delay_sum = 0.0
+        self._delay_sum_us = 0
+        """The sum of joined label delays in whole microseconds: integers add up the same whatever the batches."""
+
+    @property
+    def delay_sum(self) -> float:
+        """The sum of joined label delays, in seconds (the histogram's ``_sum``)."""
+        return self._delay_sum_us / 1e6
 
     @property
     def pending(self) -> int:
@@ -224,9 +230,7 @@ class Join:
         duplicate[duplicate] = self._waits(b, labels[duplicate], done_time[d_hi[duplicate] - 1])
         self.unmatched["duplicate"] += int(np.count_nonzero(duplicate))
         orphans = labels[~duplicate]
-        self.orphans.insert(
-            {"key": b.rows.key[orphans], "time": b.rows.event_time[orphans], "code": self._encode(b.labels_at(orphans))}  # type: ignore[index]
-        )
+        self.orphans.insert(self._orphan_rows(b, orphans))
         joins.append(self._pairs(b, (w_hi == w_lo) & no_orphan))
         return joins
 
@@ -325,7 +329,7 @@ class Join:
             return
         self.waiting.insert(self._pending_rows(b, b.index[first[late]]))
         labels = b.index[second[late]]
-        self.orphans.insert({"key": key[labels], "time": b.rows.event_time[labels], "code": self._encode(b.labels_at(labels))})
+        self.orphans.insert(self._orphan_rows(b, labels))
         b.slow[first[late]] = False
         b.slow[second[late]] = False
 
@@ -482,6 +486,11 @@ class Join:
             "late": b.late[rows],
         }
 
+    def _orphan_rows(self, b: _Batch, rows: npt.NDArray[np.intp]) -> Columns:
+        key = b.rows.key
+        assert key is not None
+        return {"key": key[rows], "time": b.rows.event_time[rows], "code": self._encode(b.labels_at(rows))}
+
     def _encode(self, values: npt.NDArray[np.object_]) -> npt.NDArray[np.int32]:
         """Codes of values in the table (new values are added); ``1`` and ``True`` stay apart."""
         codes = self._codes
@@ -514,15 +523,12 @@ class Join:
         """End of batch: what the clock has passed leaves, and each table is held to ``max_pending``."""
         if self.clock is None and self.label_clock is None:
             return
-        clock, label_clock, ttl = _time(self.clock), _time(self.label_clock), self.label_ttl
-        for table, counts, reason in ((self.waiting, self.unlabeled, "ttl"), (self.done, None, "")):
-            times = table.columns["time"]
-            old = label_clock - times > ttl
-            if counts is not None:
-                counts[reason] += int(np.count_nonzero(old))
-            table.take(old)
-        times = self.orphans.columns["time"]
-        old = clock - times > self.orphan_ttl
+        label_clock = _time(self.label_clock)  # predictions and joined ids leave by the labels' clock
+        old = label_clock - self.waiting.columns["time"] > self.label_ttl
+        self.unlabeled["ttl"] += int(np.count_nonzero(old))
+        self.waiting.take(old)
+        self.done.take(label_clock - self.done.columns["time"] > self.label_ttl)
+        old = _time(self.clock) - self.orphans.columns["time"] > self.orphan_ttl  # orphans by the predictions'
         self.unmatched["orphan_expired"] += int(np.count_nonzero(old))
         self.orphans.take(old)
         self.unlabeled["capacity"] += _hold(self.waiting, self.max_pending)
@@ -541,7 +547,7 @@ class Join:
         delay = np.maximum(cat("label_time") - cat("time"), 0.0)
         self.joined += int(delay.shape[0])
         self.delays += np.bincount(np.searchsorted(DELAY_BUCKETS, delay, "left"), minlength=self.delays.shape[0])
-        self.delay_sum += float(delay.sum())
+        self._delay_sum_us += int(np.rint(delay * 1e6).astype(np.int64).sum())
         return Joined(*(cat(f.name) for f in fields(Joined)))
 
     def snapshot(self) -> LabelSnapshot | None:
@@ -572,7 +578,7 @@ class Join:
             "unlabeled": dict(self.unlabeled),
             "unmatched": dict(self.unmatched),
             "delays": self.delays,
-            "delay_sum": self.delay_sum,
+            "delay_sum_us": self._delay_sum_us,
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -603,7 +609,10 @@ class Join:
         if not isinstance(delays, np.ndarray) or delays.shape != self.delays.shape:
             raise ValueError("join delay histogram of another shape")
         self.delays = delays.astype(np.int64)
-        self.delay_sum = float(state["delay_sum"])
+        if "delay_sum_us" in state:
+            self._delay_sum_us = _count(state["delay_sum_us"])
+        else:  # checkpoints before it kept seconds as a float
+            self._delay_sum_us = round(float(state["delay_sum"]) * 1e6)
 
 
 def _same_types(left: list[Any], right: list[Any]) -> npt.NDArray[np.bool_]:
