@@ -304,6 +304,7 @@ class _HeldBack(logging.Handler):
             IllegalSaslStateError,
             KafkaConnectionError,
             KafkaTimeoutError,
+            RequestTimedOutError,
             SaslAuthenticationFailedError,
             UnsupportedSaslMechanismError,
         )
@@ -311,7 +312,8 @@ class _HeldBack(logging.Handler):
         super().__init__()
         self._login_errors = (SaslAuthenticationFailedError, UnsupportedSaslMechanismError, IllegalSaslStateError)
         self._connection_error = KafkaConnectionError
-        self._timeout = KafkaTimeoutError
+        # A timeout says nothing either way: the last try before the bootstrap deadline is cut short by it.
+        self._timeouts = (KafkaTimeoutError, RequestTimedOutError)
         self.records: list[logging.LogRecord] = []
         self.login_error: BaseException | None = None
         self.closed_by_broker = 0
@@ -321,7 +323,7 @@ class _HeldBack(logging.Handler):
         self.records.append(record)
         args = record.args if isinstance(record.args, tuple) else ()
         for error in [*args, record.exc_info[1] if record.exc_info else None]:
-            if not isinstance(error, BaseException) or isinstance(error, self._timeout):
+            if not isinstance(error, BaseException) or isinstance(error, self._timeouts):
                 continue
             if isinstance(error, self._login_errors):
                 self.login_error = self.login_error or error

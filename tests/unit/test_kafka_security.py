@@ -21,6 +21,7 @@ from kafka.errors import (
     IllegalSaslStateError,
     KafkaConnectionError,
     KafkaTimeoutError,
+    RequestTimedOutError,
     SaslAuthenticationFailedError,
     UnsupportedSaslMechanismError,
 )
@@ -403,6 +404,15 @@ def test_connections_closed_during_login_count_as_a_failed_login(caplog: pytest.
     # kafka-python drops a response that arrives together with the broker's close, so a refusal can look like this.
     with caplog.at_level(logging.WARNING), pytest.raises(KafkaAuthenticationError) as caught, reporting_login_failures(SASL):
         failing_connect(*[KafkaConnectionError("socket disconnected")] * 3)
+    assert not caught.value.refused and CLOSED_DURING_LOGIN in str(caught.value)
+    assert caplog.records == []
+
+
+def test_a_last_try_cut_short_by_the_bootstrap_deadline_is_still_a_failed_login(caplog: pytest.LogCaptureFixture) -> None:
+    # Seen on a real broker: closes on every try, then the try begun 110 ms before the deadline times out.
+    closes = [KafkaConnectionError("socket disconnected")] * 8
+    with caplog.at_level(logging.WARNING), pytest.raises(KafkaAuthenticationError) as caught, reporting_login_failures(SASL):
+        failing_connect(*closes, RequestTimedOutError("Request timed out after 110 ms"))
     assert not caught.value.refused and CLOSED_DURING_LOGIN in str(caught.value)
     assert caplog.records == []
 
