@@ -35,9 +35,9 @@ from decaywatch.consumer.source import EventSource, RawBatch
 from decaywatch.consumer.throttle import Throttle
 from decaywatch.monitor import state
 from decaywatch.monitor.alert import AlertTransition
-from decaywatch.monitor.codec import decode
+from decaywatch.monitor.codec import parse
 from decaywatch.monitor.engine import Monitor
-from decaywatch.monitor.schema import EventBatch, Rejection, validate
+from decaywatch.monitor.schema import EventBatch, Rejection
 from decaywatch.monitor.snapshot import ModelSnapshot
 
 log = logging.getLogger(__name__)
@@ -220,8 +220,7 @@ class MonitorService:
 
     def _evaluate(self, raw: RawBatch) -> StepResult:
         """Decode, validate, drop what restored state already holds, and run the core."""
-        objects, positions, undecodable = decode(raw.values)
-        batch, invalid = validate(objects, raw.timestamp[positions], positions)
+        batch, rejections = parse(raw.values, raw.timestamp)
         batch, placements = self._locate(batch, raw)
         transitions = self.monitor.process(batch)
         now = self.clock()
@@ -230,7 +229,6 @@ class MonitorService:
                 self._processed_at[model] = now
         self._account_untracked(now)
         self._expire_idle(now)
-        rejections = sorted(undecodable + invalid, key=lambda r: r.index)
         return StepResult(len(raw), len(batch), rejections, transitions, placements)
 
     def _locate(self, batch: EventBatch, raw: RawBatch) -> tuple[EventBatch, dict[str, Placement]]:

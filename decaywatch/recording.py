@@ -69,7 +69,7 @@ from typing import IO, Any, Final, Protocol, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from decaywatch.monitor.codec import MAX_MESSAGE_BYTES, decode
+from decaywatch.monitor.codec import MAX_MESSAGE_BYTES, collector_paused, decode
 from decaywatch.monitor.schema import EventBatch, Reason, Rejection, validate
 from decaywatch.shared.recording_flags import FORMATS
 
@@ -238,8 +238,11 @@ def _parse_block(block: bytes) -> Chunk:
     lines = block.split(b"\n")
     if block.endswith(b"\n"):
         lines.pop()
-    objects, positions, undecodable = decode(lines)
-    return validate_objects(objects, range(len(objects)) if not undecodable else positions, len(lines), undecodable)
+    with collector_paused():  # until the objects are freed (see ``codec.parse``)
+        objects, positions, undecodable = decode(lines)
+        chunk = validate_objects(objects, range(len(objects)) if not undecodable else positions, len(lines), undecodable)
+        del objects
+    return chunk
 
 
 # Reading a regular file in byte ranges, one per worker task.

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from decaywatch.monitor.codec import MAX_MESSAGE_BYTES, decode
+from decaywatch.monitor.codec import MAX_MESSAGE_BYTES, decode, parse
 from decaywatch.monitor.eventkey import event_keys
 from decaywatch.monitor.schema import Reason, Role, parse_timestamp, validate
 
@@ -157,6 +157,10 @@ def test_any_input_is_either_accepted_or_rejected_with_a_known_reason(values: li
     assert rejected | set(batch.source_index.tolist()) == set(range(len(values)))
     assert all(r.reason in Reason.ALL and r.detail for r in undecodable + invalid)
     assert all(math.isfinite(t) for t in batch.event_time.tolist())
+    parsed, rejections = parse(values, np.ones(len(values)))  # the service's one call: the same, rejections in order
+    assert parsed.source_index.tolist() == batch.source_index.tolist()
+    assert parsed.event_time.tolist() == batch.event_time.tolist()
+    assert rejections == sorted(undecodable + invalid, key=lambda r: r.index)
 
 
 def test_each_event_has_its_role_and_joining_events_their_key() -> None:
