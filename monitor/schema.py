@@ -95,9 +95,14 @@ _SCORE_TYPES: Final = frozenset((int, float, type(None)))
 _EVENT_ID_TYPES: Final = frozenset((str, int, type(None)))
 _STAMP_TYPES: Final = frozenset((int, float, type(None)))
 Columns3 = tuple[npt.NDArray[np.object_], npt.NDArray[np.object_], npt.NDArray[np.object_]]
+Absent = tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_], npt.NDArray[np.bool_]]
+"""Which events lack a prediction, a label and an event id."""
 """A batch's predictions, labels and event ids as object arrays."""
 """``ts`` types the column check passes on (a string ``ts`` is parsed event by event, in the diagnosis)."""
 _VERSION_TYPES: Final = frozenset((str, type(None)))
+_FIELDS: Final = ("model", "prediction", "label", "ts", "event_id", "score", "features", "model_version")
+_FIELD_SLICE: Final = 1024
+"""Objects whose fields are taken together: about a megabyte of dicts, within a core's L2 cache."""
 
 
 class Role:
@@ -252,7 +257,9 @@ def validate(
         return EventBatch.empty(), []
 
     rejections: list[Rejection] = []
-    if not all([type(o) is dict for o in objects]):  # noqa: C419 - a list runs faster than a generator here (hot path)
+    try:
+        columns = _fields(objects, _FIELDS)
+    except TypeError:  # ``dict.get`` met an object that is not a dict
         keep = [i for i, o in enumerate(objects) if type(o) is dict]
         rejections.extend(
             Rejection(where[i], Reason.NOT_AN_OBJECT, f"event is a JSON {_json_type(objects[i])}, not an object")
@@ -262,16 +269,14 @@ def validate(
         objects = [objects[i] for i in keep]
         where = [where[i] for i in keep]
         fallback_time = fallback_time[keep]
-        n = len(objects)
+        columns = _fields(objects, _FIELDS)
 
-    models, predictions, labels, stamps, event_ids = (
-        _field(objects, name) for name in ("model", "prediction", "label", "ts", "event_id")
-    )
-
-    scores = _field(objects, "score")
+    models, predictions, labels, stamps, event_ids, scores, features, versions = columns
     values: Columns3 = (_objects(predictions), _objects(labels), _objects(event_ids))  # as object arrays, made once
-    good = _required_ok(models, (predictions, labels, event_ids), values, stamps) & _optional_fields_ok(
-        objects, scores, event_ids
+    absent = (_none(values[0]), _none(values[1]), _none(values[2]))  # which predictions, labels and ids are missing
+    score = _scores(scores)
+    good = _required_ok(models, (predictions, labels, event_ids), absent, stamps) & _optional_fields_ok(
+        scores, score, features, event_ids, versions
     )
     event_time = _event_times(stamps, fallback_time)
     bad_time = ~((event_time >= 0.0) & (event_time <= MAX_TIMESTAMP))  # also catches NaN
@@ -291,8 +296,11 @@ def validate(
         keep_idx = np.flatnonzero(good)
         kept = keep_idx.tolist()
         models = [models[i] for i in kept]
-        scores = [scores[i] for i in kept]
+        score = score[keep_idx] if score is not None else None
+        if score is None:  # some scores were of a wrong type: the kept ones are numbers or absent
+            score = _scores([scores[i] for i in kept])
         values = (values[0][keep_idx], values[1][keep_idx], values[2][keep_idx])
+        absent = (absent[0][keep_idx], absent[1][keep_idx], absent[2][keep_idx])
         event_time = event_time[keep_idx]
     codes_of = {m: code for code, m in enumerate(dict.fromkeys(models))}  # in order of first appearance
     model_codes = np.fromiter(map(codes_of.__getitem__, models), dtype=np.int32, count=len(models))
@@ -301,25 +309,23 @@ def validate(
     batch = EventBatch(
         models=tuple(codes_of),
         model_codes=model_codes,
-        labeled=~_none(label_values) & ~_none(prediction_values),
+        labeled=~absent[1] & ~absent[0],
         correct=np.asarray(prediction_values == label_values, dtype=bool),  # element by element; None == x is False
         event_time=event_time,
         source_index=source_index if keep_idx is None else source_index[keep_idx],
         predictions=prediction_values,
         labels=label_values,
-        score=np.array([math.nan if x is None else x for x in scores], dtype=np.float64),
-        **_roles(prediction_values, label_values, id_values),
+        score=score,
+        **_roles(absent, id_values),
     )
     rejections.sort(key=lambda r: r.index)
     return batch, rejections
 
 
-def _roles(
-    predictions: npt.NDArray[np.object_], labels: npt.NDArray[np.object_], event_ids: npt.NDArray[np.object_]
-) -> dict[str, Any]:
+def _roles(absent: Absent, event_ids: npt.NDArray[np.object_]) -> dict[str, Any]:
     """Each valid event's ``Role`` and, for those that join, the key of its ``event_id``."""
-    pending = _none(labels) & ~_none(event_ids)
-    role = np.where(_none(predictions), Role.LABEL, np.where(pending, Role.PENDING, Role.PREDICTION)).astype(np.int8)
+    pending = absent[1] & ~absent[2]
+    role = np.where(absent[0], Role.LABEL, np.where(pending, Role.PENDING, Role.PREDICTION)).astype(np.int8)
     key = np.zeros(role.shape[0], dtype=np.uint64)
     joining = np.flatnonzero(role != Role.PREDICTION)
     if joining.size:
@@ -339,17 +345,23 @@ def _objects(values: list[Any]) -> npt.NDArray[np.object_]:
     return array
 
 
+def _scores(scores: list[Any]) -> npt.NDArray[np.float64] | None:
+    """The scores as floats (NaN where absent), or ``None`` when some is not a number (checked event by event)."""
+    if not set(map(type, scores)) <= _SCORE_TYPES:
+        return None
+    return np.array([math.nan if x is None else x for x in scores], dtype=np.float64)
+
+
 def _required_ok(
-    models: list[Any], lists: tuple[list[Any], list[Any], list[Any]], values: Columns3, stamps: list[Any]
+    models: list[Any], lists: tuple[list[Any], list[Any], list[Any]], absent: Absent, stamps: list[Any]
 ) -> npt.NDArray[np.bool_]:
     """Whether each event's model, prediction, label, id and ``ts`` have valid types (the value checks come later).
 
     The common batch (string model ids; one type of prediction and label,
     ``None`` where absent; numeric or absent ``ts``) is checked a column at a
-    time; any other batch event by event.  ``lists`` and ``values``: the
-    predictions, labels and event ids, as lists and as object arrays.
+    time; any other batch event by event.  ``lists``: the predictions, labels
+    and event ids; ``absent``: which of them are missing.
     """
-    prediction_values, label_values, id_values = values
     predictions, labels, event_ids = lists
     model_types, label_types = set(map(type, models)), set(map(type, predictions)) | set(map(type, labels))
     value_types = label_types - {type(None)}
@@ -361,8 +373,8 @@ def _required_ok(
         and set(map(type, event_ids)) <= _EVENT_ID_TYPES
     ):
         lengths = np.fromiter(map(len, models), dtype=np.int64, count=len(models))
-        prediction = ~_none(prediction_values)
-        label_event = ~_none(label_values) & ~_none(id_values)
+        prediction = ~absent[0]
+        label_event = ~absent[1] & ~absent[2]
         return np.asarray((lengths > 0) & (lengths <= MAX_MODEL_ID_LENGTH) & (prediction | label_event), dtype=bool)
     return np.array(
         [
@@ -393,24 +405,38 @@ def _event_times(stamps: list[Any], fallback_time: npt.NDArray[np.float64]) -> n
     )
 
 
-def _field(objects: Sequence[dict[str, Any]], name: str) -> list[Any]:
-    """Each object's value of one field (``None`` when absent): ``map`` of ``dict.get`` runs faster than a comprehension."""
-    return list(map(dict.get, objects, repeat(name, len(objects))))
+def _fields(objects: Sequence[dict[str, Any]], names: Sequence[str]) -> list[list[Any]]:
+    """Each object's value of each field (``None`` when absent), one list per field.
+
+    ``map`` of ``dict.get`` runs faster than a comprehension; taking every
+    field from a slice of objects before the next slice keeps those objects in
+    the CPU cache (a field at a time over a whole batch of 50,000 dicts reads
+    them from memory once per field: 1.6x slower on the producer's events).
+    """
+    columns: list[list[Any]] = [[] for _ in names]
+    for lo in range(0, len(objects), _FIELD_SLICE):
+        part = objects[lo : lo + _FIELD_SLICE]
+        for column, name in zip(columns, names, strict=True):
+            column.extend(map(dict.get, part, repeat(name, len(part))))
+    return columns
 
 
-def _optional_fields_ok(objects: Sequence[dict[str, Any]], scores: list[Any], event_ids: list[Any]) -> npt.NDArray[np.bool_]:
+def _optional_fields_ok(
+    scores: list[Any],
+    score: npt.NDArray[np.float64] | None,
+    features: list[Any],
+    event_ids: list[Any],
+    versions: list[Any],
+) -> npt.NDArray[np.bool_]:
     """The optional fields, checked for the whole batch at once (types as a set); per event only when that fails.
 
     Events that fail are diagnosed one by one later, so this only has to be right about *whether* each is valid.
     """
-    n = len(objects)
-    ok = np.ones(n, dtype=bool)
-    if set(map(type, scores)) <= _SCORE_TYPES:
-        values = np.array([0.5 if x is None else x for x in scores], dtype=np.float64)
-        ok &= (values >= 0.0) & (values <= 1.0)
+    ok = np.ones(len(scores), dtype=bool)
+    if score is not None and int(np.count_nonzero(np.isnan(score))) == scores.count(None):  # NaN only where absent
+        ok &= ~((score < 0.0) | (score > 1.0))
     else:
         ok &= np.array([x is None or (type(x) in _NUMBER_TYPES and 0.0 <= x <= 1.0) for x in scores], dtype=bool)
-    features = _field(objects, "features")
     present = [f for f in features if f is not None]
     if present and not (
         set(map(type, present)) == {dict} and set(map(type, chain.from_iterable(map(dict.values, present)))) <= _NUMBER_SET
@@ -419,7 +445,7 @@ def _optional_fields_ok(objects: Sequence[dict[str, Any]], scores: list[Any], ev
             [f is None or (type(f) is dict and all([type(v) in _NUMBER_TYPES for v in f.values()])) for f in features],  # noqa: C419 - as above
             dtype=bool,
         )
-    for field_values, allowed in ((event_ids, _EVENT_ID_TYPES), (_field(objects, "model_version"), _VERSION_TYPES)):
+    for field_values, allowed in ((event_ids, _EVENT_ID_TYPES), (versions, _VERSION_TYPES)):
         if not set(map(type, field_values)) <= allowed:
             ok &= np.array([type(v) in allowed for v in field_values], dtype=bool)
     return ok
