@@ -198,9 +198,9 @@ class Join:
 
     def _fast(self, b: _Batch) -> list[_Join]:
         """Events whose id occurs once in the batch and at most once here: joined, queued or counted in bulk."""
-        idx, key = b.index, b.key
-        w_lo, w_hi = self.waiting.span(key)
-        o_lo, o_hi = self.orphans.span(key)
+        idx = b.index
+        w_lo, w_hi = b.span(self.waiting)
+        o_lo, o_hi = b.span(self.orphans)
         once = b.multiplicity == 1
         is_label = b.role[idx] == Role.LABEL
         no_orphan = o_hi == o_lo
@@ -290,8 +290,8 @@ class Join:
     def _pairs(self, b: _Batch, unknown: npt.NDArray[np.bool_]) -> _Join:
         """Ids new here that occur twice in the batch, a prediction and its label in either order: joined in bulk."""
         idx, rows = b.index, b.rows
-        candidates = np.flatnonzero((b.multiplicity == 2) & unknown)
-        order = candidates[np.lexsort((idx[candidates], b.key[candidates]))]  # by key, then position
+        chosen = (b.multiplicity == 2) & unknown
+        order = b.order[chosen[b.order]]  # by key, then position
         first, second = order[0::2], order[1::2]
         p, q = idx[first], idx[second]
         label_first = b.role[p] == Role.LABEL
@@ -492,11 +492,23 @@ class Join:
         return {"key": key[rows], "time": b.rows.event_time[rows], "code": self._encode(b.labels_at(rows))}
 
     def _encode(self, values: npt.NDArray[np.object_]) -> npt.NDArray[np.int32]:
-        """Codes of values in the table (new values are added); ``1`` and ``True`` stay apart."""
+        """Codes of values in the table (new values are added); ``1`` and ``True`` stay apart.
+
+        A column of one type (a model's classes; ``1`` and ``True`` cannot
+        meet in it) is coded through a dict of its distinct values, in C.
+        """
+        listed = values.tolist()
+        if len(set(map(type, listed))) == 1:
+            distinct = list(dict.fromkeys(listed))
+            code_of = dict(zip(distinct, self._encode_each(distinct).tolist(), strict=True))
+            return np.fromiter(map(code_of.__getitem__, listed), dtype=np.int32, count=len(listed))
+        return self._encode_each(listed)
+
+    def _encode_each(self, listed: list[Any]) -> npt.NDArray[np.int32]:
         codes = self._codes
         table = self.values
         out = []
-        for v in values.tolist():
+        for v in listed:
             entry = (type(v), v)
             code = codes.get(entry)
             if code is None:
@@ -669,9 +681,24 @@ class _Batch:
         """The newest label-event time up to and including each row."""
         self.index = np.flatnonzero(rows.role != Role.PREDICTION)
         self.key = rows.key[self.index]
-        _unique, inverse, counts = np.unique(self.key, return_inverse=True, return_counts=True)
-        self.multiplicity = counts[inverse]
+        self.order = np.argsort(self.key, kind="stable")
+        """The joining events by key, then by position."""
+        ordered = self.key[self.order]
+        first = np.empty(ordered.shape[0], dtype=bool)
+        first[:1] = True
+        np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+        starts = np.flatnonzero(first)
+        self.keys = ordered[starts]
+        """The batch's distinct keys, sorted: a table is searched for each once, in order."""
+        self.inverse = np.empty(ordered.shape[0], dtype=np.intp)
+        self.inverse[self.order] = np.cumsum(first) - 1
+        self.multiplicity = np.diff(np.append(starts, ordered.shape[0]))[self.inverse]
         self.slow = np.zeros(self.index.shape[0], dtype=bool)
+
+    def span(self, table: SortedTable) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+        """For each joining event, the rows ``lo:hi`` of ``table`` that hold its key."""
+        lo, hi = table.span(self.keys)
+        return lo[self.inverse], hi[self.inverse]
 
     def labels_at(self, rows: npt.NDArray[np.intp]) -> npt.NDArray[np.object_]:
         labels = self.rows.labels
