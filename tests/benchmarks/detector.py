@@ -120,10 +120,12 @@ class RiverDetector:
 
 
 def detectors(with_river: bool = True) -> list[Detector]:
-    """decaywatch's default policy and the plain window rules, then river's detectors (defaults) if installed."""
+    """decaywatch's default policy, the same with errors counted as independent (the rule before bursts were
+    discounted), the plain window rules, then river's detectors (defaults) if installed."""
     window = {"baseline": 0.85, "threshold": 0.1, "decision": "window", "recovery_margin": 0.0}
     found: list[Detector] = [
         DecaywatchDetector("decaywatch", policy(baseline=0.85, threshold=0.1)),
+        DecaywatchDetector("decaywatch iid", policy(baseline=0.85, threshold=0.1, discount_bursts=False)),
         DecaywatchDetector("window 500", policy(**window, windows=(500,), min_samples=500)),
         DecaywatchDetector("window 1000", policy(**window, windows=(1000,), min_samples=1000)),
     ]

@@ -59,6 +59,31 @@ def piecewise(rng: np.random.Generator, segments: Segments) -> Stream:
     return Stream(rng.random(accuracy.shape[0]) < accuracy, accuracy)
 
 
+def bursty(rng: np.random.Generator, segments: Segments, stick: float) -> Stream:
+    """Outcomes along the accuracy curve of ``segments`` whose errors come in runs: a wrong prediction is followed by
+    another with probability ``stick`` (a two-state Markov chain whose long-run error rate is the curve's).
+
+    Generated a run at a time: a run of rights ends with probability ``q (1 - stick) / (1 - q)`` per event (``q``
+    the error rate where the run starts), a run of wrongs with ``1 - stick``.
+
+    >>> s = bursty(np.random.default_rng(1), [(200_000, 0.85, 0.85)], 0.9)
+    >>> round(float(s.correct.mean()), 2)
+    0.85
+    """
+    accuracy = curve(segments)
+    n = accuracy.shape[0]
+    correct = np.ones(n, dtype=bool)
+    i, wrong = 0, bool(n and rng.random() >= accuracy[0])
+    while i < n:
+        q = 1.0 - float(accuracy[i])
+        leave = (1.0 - stick) if wrong else min(1.0, q * (1.0 - stick) / (1.0 - q))
+        length = int(rng.geometric(leave)) if leave > 0.0 else n - i
+        correct[i : i + length] = not wrong
+        i += length
+        wrong = not wrong
+    return Stream(correct, accuracy)
+
+
 def lesson(rng: np.random.Generator) -> Stream:
     """The producer's ``lesson`` stream (0.85 on 2024-01-01 to 0.65 by June); truth is its population curve."""
     from decaywatch.producer.scenario import parse_models
@@ -97,4 +122,14 @@ def scenarios(stable_events: int = 200_000, episodes: int = 3) -> list[Scenario]
         Scenario("gradual", _segments(steady, (20_000, BASELINE, 0.65), (10_000, 0.65, 0.65))),
         Scenario("recovery", _segments(steady, *[(10_000, 0.65, 0.65), (20_000, BASELINE, BASELINE)] * episodes)),
         Scenario("lesson", lesson, weekly=True),
+        *(Scenario(f"bursty {stick}", _bursty(stick, (stable_events, BASELINE, BASELINE))) for stick in BURSTY_STICKS),
+        Scenario("bursty sudden", _bursty(0.7, steady, (10_000, 0.65, 0.65))),
     ]
+
+
+BURSTY_STICKS = (0.5, 0.7, 0.9)
+"""Chances that a wrong prediction is followed by another in the steady bursty scenarios (mean runs of 2, 3.3, 10)."""
+
+
+def _bursty(stick: float, *segments: tuple[int, float, float]) -> Callable[[np.random.Generator], Stream]:
+    return lambda rng: bursty(rng, segments, stick)

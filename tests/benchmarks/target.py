@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from tests.benchmarks.outcome import Summary
+from tests.benchmarks.scenario import BURSTY_STICKS
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,21 @@ TARGETS = (
         "first alert in the crossing week or the week after, in at least 95% of seeds",
         lambda s: s.on_time_rate is not None and s.on_time_rate >= 0.95,
         lambda s: f"crossing week {s.crossing_week}, on time {s.on_time_rate:.0%}",
+    ),
+    *(
+        Target(
+            f"bursty {stick}",
+            "no alert in any seed (errors in runs at a steady 0.85)",
+            lambda s: s.alert_rate == 0.0,
+            lambda s: f"alert rate {s.alert_rate:.0%}",
+        )
+        for stick in BURSTY_STICKS
+    ),
+    Target(
+        "bursty sudden",
+        "detected in every seed",
+        lambda s: s.detection_rate == 1.0,
+        lambda s: f"detected {s.detection_rate:.0%}, median delay {s.delay_median}",
     ),
 )
 
