@@ -100,6 +100,11 @@ EVIDENCE = _gauge(
     "rule",
 )
 EVIDENCE_NEEDED = _gauge("decaywatch_rule_evidence_threshold", "Evidence the sequential rule needs to fire or resolve.", "rule")
+INFLATION = _gauge(
+    "decaywatch_rule_variance_inflation",
+    "What the sequential rule divides each outcome's evidence by because errors come in runs (1: independent).",
+    "rule",
+)
 RULE_FIRING = _gauge("decaywatch_rule_firing", "1 while the rule's alert is firing for the model, else 0.", "rule")
 DROP = _gauge("decaywatch_accuracy_drop_ratio", "Baseline accuracy minus rolling accuracy.", "window")
 WINDOW_EVENTS = _gauge("decaywatch_window_labeled_events", "Labeled events currently in the window.", "window")
@@ -142,7 +147,7 @@ UNMATCHED = _counter(
 
 _FAMILIES = (
     # The order of the page before prepared text, kept so that diffs of /metrics stay readable.
-    ACCURACY, LOWER_BOUND, UPPER_BOUND, EVIDENCE, EVIDENCE_NEEDED, RULE_FIRING, DROP, WINDOW_EVENTS,
+    ACCURACY, LOWER_BOUND, UPPER_BOUND, EVIDENCE, EVIDENCE_NEEDED, INFLATION, RULE_FIRING, DROP, WINDOW_EVENTS,
     BASELINE, THRESHOLD, FLOOR, DEGRADED, BELOW_FLOOR, LAST_EVENT, LAST_PROCESSED,
     # decaywatch_tracked_models (not per model) comes here
     PRECISION, RECALL, F1, BRIER, EVENTS, LABELED, CORRECT, LATE, ALERTS,
@@ -185,6 +190,8 @@ def _rows(m: ModelSnapshot, processed: float | None, alerts: tuple[int, int], de
         if rule.statistic is not None and rule.evidence is not None:
             add((EVIDENCE, rule.name, rule.statistic))
             add((EVIDENCE_NEEDED, rule.name, rule.evidence))
+        if rule.inflation is not None:
+            add((INFLATION, rule.name, rule.inflation))
     if m.baseline is not None:
         add((BASELINE, None, m.baseline))
     add((THRESHOLD, None, m.threshold))

@@ -5,9 +5,10 @@ Read from a TOML document (``decaywatch monitor --config FILE``)::
     [defaults]
     threshold = 0.1          # the contract: alert when baseline - accuracy > 0.1
     decision = "sequential"  # how the contract is judged: "sequential" (default) or "window"
-    margin = 0.05            # sequential: reference accuracies line +/- margin
+    margin = 0.05            # sequential: reference accuracies line +/- margin (default: threshold/2, at most 0.05)
     evidence = 12.0          # sequential: log-likelihood ratio needed to fire (and to resolve)
     confidence_z = 3.0       # sequential: and the evidence span's accuracy beyond the line at this z
+    discount_bursts = true   # sequential: errors in runs count as the fewer independent events they are worth
     windows = [1000, 10000]  # count windows, in labeled events
     time_windows = ["1h", "1d", "7d"]  # event-time windows
     allowed_lateness = "1h"  # events older than the newest event time minus this are late
@@ -96,11 +97,15 @@ class ModelPolicy:
     min_samples: int = 500
     recovery_margin: float = 0.05
     decision: str = "sequential"
-    margin: float = 0.05
+    margin: float | None = None
+    """Sequential: the reference accuracies sit this far either side of the line; default half the threshold, at
+    most 0.05 (so a small threshold is judged between accuracies it can tell apart from the baseline)."""
     evidence: float = 12.0
     cooldown: int = 0
     floor_tolerance: float = 0.02
     confidence_z: float = 3.0
+    discount_bursts: bool = True
+    """Sequential rules divide the evidence of errors that come in runs by their variance inflation (``dependence.py``)."""
     time_windows: tuple[str, ...] = ("1h", "1d", "7d")
     allowed_lateness: str = "1h"
     positive_label: int | str | bool | None = 1
@@ -136,10 +141,12 @@ class ModelPolicy:
             raise ConfigError(f"recovery_margin must be in [0, 1), not {self.recovery_margin}")
         if self.decision not in DECISIONS:
             raise ConfigError(f"decision must be one of {list(DECISIONS)}, not {self.decision!r}")
-        if not 0.0 < self.margin < 0.5:
+        if self.margin is not None and not 0.0 < self.margin < 0.5:
             raise ConfigError(f"margin must be in (0, 0.5), not {self.margin}")
         if not self.evidence > 0.0:
             raise ConfigError(f"evidence must be positive, not {self.evidence}")
+        if type(self.discount_bursts) is not bool:
+            raise ConfigError(f"discount_bursts must be true or false, not {self.discount_bursts!r}")
         if type(self.cooldown) is not int or self.cooldown < 0:
             raise ConfigError(f"cooldown must be a whole number of labeled events >= 0, not {self.cooldown}")
         if not 0.0 <= self.min_label_coverage <= 1.0:

@@ -137,6 +137,11 @@ class Judge(Protocol):
         """The evidence needed to fire or resolve, for deciders that keep one."""
         ...
 
+    @property
+    def inflation(self) -> float | None:
+        """What the evidence of the next outcome is divided by (errors in runs), for deciders that weigh it."""
+        ...
+
     def advance(self, series: MetricSeries, allowed: Mask, event_time: npt.NDArray[np.float64]) -> list[Judgement]:
         """Feed one batch's series; ``allowed[j]`` False forbids opening an episode at labeled event ``j``."""
         ...
@@ -168,6 +173,10 @@ class WindowJudge:
 
     @property
     def evidence(self) -> float | None:
+        return None
+
+    @property
+    def inflation(self) -> float | None:
         return None
 
     def advance(self, series: MetricSeries, allowed: Mask, event_time: npt.NDArray[np.float64]) -> list[Judgement]:
@@ -211,6 +220,10 @@ class SequentialJudge:
     def evidence(self) -> float | None:
         return self._test.evidence
 
+    @property
+    def inflation(self) -> float | None:
+        return self._test.dependence.phi if self._test.discount_bursts else 1.0
+
     def advance(self, series: MetricSeries, allowed: Mask, event_time: npt.NDArray[np.float64]) -> list[Judgement]:
         trials, successes = series.trials, series.successes
         assert trials is not None, "the sequential test needs a success rate"
@@ -252,7 +265,25 @@ def sequential_test(line: float, margin: float, policy: ModelPolicy) -> Sequenti
     """
     bad = min(max(line - margin, 1e-6), 1.0 - 2e-6)
     good = max(min(line + margin, 1.0 - 1e-6), bad + 1e-6)
-    return SequentialTest(good, bad, policy.evidence, policy.cooldown, line=line, z=policy.confidence_z)
+    return SequentialTest(
+        good, bad, policy.evidence, policy.cooldown, line=line, z=policy.confidence_z, discount_bursts=policy.discount_bursts
+    )
+
+
+DEFAULT_MARGIN: Final = 0.05
+MIN_MARGIN: Final = 0.005
+
+
+def reference_margin(policy: ModelPolicy, threshold: float) -> float:
+    """The policy's ``margin``, or by default half the rule's threshold, between 0.005 and 0.05.
+
+    With the reference accuracies further from the line than the threshold
+    is from the baseline, the good reference would sit above the baseline:
+    a model at its baseline would then drift towards a false alarm.
+    """
+    if policy.margin is not None:
+        return policy.margin
+    return min(DEFAULT_MARGIN, max(threshold / 2, MIN_MARGIN))
 
 
 def degradation_rule(policy: ModelPolicy, baseline: Fraction) -> Rule:
@@ -262,7 +293,7 @@ def degradation_rule(policy: ModelPolicy, baseline: Fraction) -> Rule:
     if policy.decision == "window":
         judge = WindowJudge(Line(line), policy.recovery_margin, policy.cooldown)
     else:
-        judge = SequentialJudge(sequential_test(float(line), policy.margin, policy))
+        judge = SequentialJudge(sequential_test(float(line), reference_margin(policy, policy.threshold), policy))
     return Rule(DEGRADATION, REGISTRY["accuracy"], judge, policy.min_samples, None, policy.threshold, policy.floor, True)
 
 
@@ -287,7 +318,7 @@ def metric_rule(rule: MetricRule, policy: ModelPolicy) -> Rule:
     line = baseline - threshold if metric.higher_is_better else baseline + threshold
     judge: Judge
     if decision == "sequential":
-        judge = SequentialJudge(sequential_test(float(line), policy.margin, policy))
+        judge = SequentialJudge(sequential_test(float(line), reference_margin(policy, rule.threshold), policy))
         min_samples = 0  # a metric rule's min_samples is for the window decision: the test weighs its own evidence
     else:
         judge = WindowJudge(Line(line, metric.higher_is_better), policy.recovery_margin, policy.cooldown)

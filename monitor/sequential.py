@@ -32,11 +32,16 @@ whatever the batch sizes.  The recursion ``S_n = max(0, S_(n-1) + x_n)`` is
 computed for a whole batch at once as ``C_n - min(0, min_(k<=n) C_k)`` with
 ``C`` the running sum started at ``S_0``.
 
+Errors in runs: each increment is divided by the variance inflation of the
+outcomes seen so far (``dependence.py``), and the confidence gate counts the
+span's events at that weight, so a burst of errors at a steady accuracy is
+not taken for a fall.  With independent errors the inflation is 1.
+
 >>> import numpy as np
 >>> test = SequentialTest(good=0.8, bad=0.7, evidence=3.0, cooldown=0, line=None)
->>> outcomes = np.array([True] * 50 + [False] * 8 + [True] * 40, dtype=bool)
->>> [(t.index, t.firing) for t in test.advance(outcomes, np.ones(98, dtype=bool))]
-[(57, True), (80, False)]
+>>> outcomes = np.array([True] * 50 + [False, True, False] * 6 + [True] * 40, dtype=bool)
+>>> [(t.index, t.firing) for t in test.advance(outcomes, np.ones(108, dtype=bool))]
+[(62, True), (91, False)]
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from decaywatch.monitor.dependence import INFLATION_SCALE, Dependence
 from decaywatch.monitor.wilson import wilson_interval
 
 SCALE: Final = 1_000_000
@@ -78,12 +84,20 @@ class SequentialTest:
     Public parameters: ``good``, ``bad``, ``evidence``, ``cooldown`` (labeled
     events after a resolution during which no new episode may open), ``line``
     and ``z`` (the span's accuracy must be beyond ``line`` with confidence ``z``;
-    ``line=None`` turns that check off).  Learned state: the statistic, the
-    evidence span, and whether an episode is open.
+    ``line=None`` turns that check off), ``discount_bursts`` (divide the evidence
+    by the outcomes' variance inflation).  Learned state: the statistic, the
+    evidence span, whether an episode is open, and the counts of errors in runs.
     """
 
     def __init__(
-        self, good: float, bad: float, evidence: float, cooldown: int, line: float | None = None, z: float = 3.0
+        self,
+        good: float,
+        bad: float,
+        evidence: float,
+        cooldown: int,
+        line: float | None = None,
+        z: float = 3.0,
+        discount_bursts: bool = True,
     ) -> None:
         if not 0.0 < bad < good < 1.0:
             raise ValueError(f"need 0 < bad < good < 1, not bad={bad}, good={good}")
@@ -94,6 +108,9 @@ class SequentialTest:
         self._right = round(math.log(bad / good) * SCALE)  # < 0
         self._wrong = round(math.log((1.0 - bad) / (1.0 - good)) * SCALE)  # > 0
         self._limit = round(evidence * SCALE)
+        self.discount_bursts = discount_bursts
+        self.dependence = Dependence()
+        """Errors in runs: each increment is divided by the variance inflation (see ``dependence.py``)."""
         self._reset()
 
     def _reset(self) -> None:
@@ -113,6 +130,7 @@ class SequentialTest:
             "span_count": self._span_count,
             "quiet": self._quiet,
             "span_start_time": self._span_start_time,
+            "dependence": self.dependence.state(),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -130,6 +148,9 @@ class SequentialTest:
         self.firing = firing
         self._statistic, self._span_correct, self._span_count, self._quiet = statistic, span_correct, span_count, quiet
         self._span_start_time = None if start is None else float(start)
+        self.dependence = Dependence()
+        if "dependence" in state:  # checkpoints from before it start with no pairs counted
+            self.dependence.restore(state["dependence"])
 
     @property
     def statistic(self) -> float:
@@ -154,16 +175,19 @@ class SequentialTest:
         """
         transitions: list[TestTransition] = []
         start, m = 0, int(outcomes.shape[0])
+        phi = self.dependence.inflation(outcomes)  # counted either way, so turning the discount on finds it learned
+        if not self.discount_bursts:
+            phi = np.full_like(phi, INFLATION_SCALE)
         while start < m:
             segment = outcomes[start:]
             sign = -1 if self.firing else 1
-            steps = np.where(segment, self._right, self._wrong).astype(np.int64) * sign
+            steps = np.where(segment, self._right, self._wrong).astype(np.int64) * INFLATION_SCALE // phi[start:] * sign
             running = self._statistic + np.cumsum(steps)
             floor = np.minimum.accumulate(np.minimum(running, 0))
             statistic = running - floor
             hits = statistic >= self._limit
             if self.line is not None and hits.any():
-                hits &= self._span_beyond_line(segment, statistic)
+                hits &= self._span_beyond_line(segment, statistic, phi[start:])
             if not self.firing:
                 quiet = min(self._quiet, segment.shape[0])
                 hits[:quiet] = False
@@ -185,8 +209,13 @@ class SequentialTest:
             start += j + 1
         return transitions
 
-    def _span_beyond_line(self, segment: npt.NDArray[np.bool_], statistic: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
-        """Per event: is the accuracy over the evidence span beyond the line with confidence ``z``?"""
+    def _span_beyond_line(
+        self, segment: npt.NDArray[np.bool_], statistic: npt.NDArray[np.int64], phi: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.bool_]:
+        """Per event: is the accuracy over the evidence span beyond the line with confidence ``z``?
+
+        The span's events count ``1 / phi`` each (its effective size, with the inflation at that event).
+        """
         index = np.arange(segment.shape[0])
         last_zero = np.maximum.accumulate(np.where(statistic == 0, index, -1))
         correct_so_far = np.concatenate(([0], np.cumsum(segment, dtype=np.int64)))
@@ -195,7 +224,8 @@ class SequentialTest:
         span_correct = np.where(
             fresh, correct_so_far[index + 1] - correct_so_far[last_zero + 1], self._span_correct + correct_so_far[index + 1]
         )
-        lower, upper = wilson_interval(span_correct, span_count, self.z)
+        weight = INFLATION_SCALE / phi
+        lower, upper = wilson_interval(span_correct * weight, span_count * weight, self.z)
         assert self.line is not None
         return lower > self.line if self.firing else upper < self.line
 

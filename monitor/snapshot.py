@@ -42,6 +42,8 @@ class RuleSnapshot:
     evidence: float | None
     """The evidence needed to fire (or, while firing, to resolve)."""
     alert_id: str | None
+    inflation: float | None = None
+    """Sequential rules: what each outcome's evidence is divided by because errors come in runs (1: independent)."""
 
 
 @dataclass(frozen=True, slots=True)

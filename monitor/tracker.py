@@ -264,7 +264,14 @@ class ModelTracker:
                     name: metric.value(totals[size], rings.count) for name, metric in self.metrics.items() if name != "accuracy"
                 }
         rules = tuple(
-            RuleSnapshot(rule.name, rule.judge.firing, rule.judge.statistic, rule.judge.evidence, self.alert_ids.get(rule.name))
+            RuleSnapshot(
+                rule.name,
+                rule.judge.firing,
+                rule.judge.statistic,
+                rule.judge.evidence,
+                self.alert_ids.get(rule.name),
+                rule.judge.inflation,
+            )
             for rule in self.rules.values()
         )
         return ModelSnapshot(

@@ -79,6 +79,11 @@ class TodaysCollector(Collector):
         needed = GaugeMetricFamily(
             "decaywatch_rule_evidence_threshold", "Evidence the sequential rule needs to fire or resolve.", labels=rl
         )
+        inflation = GaugeMetricFamily(
+            "decaywatch_rule_variance_inflation",
+            "What the sequential rule divides each outcome's evidence by because errors come in runs (1: independent).",
+            labels=rl,
+        )
         binary = {
             "precision": GaugeMetricFamily(
                 "decaywatch_precision_ratio", "Precision of the positive class over the count window.", labels=wl
@@ -145,6 +150,8 @@ class TodaysCollector(Collector):
                 if rule.statistic is not None and rule.evidence is not None:
                     statistic.add_metric([m.model, rule.name], rule.statistic)
                     needed.add_metric([m.model, rule.name], rule.evidence)
+                if rule.inflation is not None:
+                    inflation.add_metric([m.model, rule.name], rule.inflation)
             if m.baseline is not None:
                 baseline.add_metric([m.model], m.baseline)
             threshold.add_metric([m.model], m.threshold)
@@ -162,7 +169,7 @@ class TodaysCollector(Collector):
             late.add_metric([m.model], m.late_events)
             for status in ("firing", "resolved"):
                 alerts.add_metric([m.model, status], self._alerts.get((m.model, status), 0))
-        yield from (accuracy, lower, upper, statistic, needed, firing, drop, window_events, baseline, threshold, floor)
+        yield from (accuracy, lower, upper, statistic, needed, inflation, firing, drop, window_events, baseline, threshold, floor)
         yield from (degraded, below, last_event, processed)
         tracked = GaugeMetricFamily("decaywatch_tracked_models", "Models tracked now (bounded by [limits] max_models).")
         tracked.add_metric([], len(self._snapshot))

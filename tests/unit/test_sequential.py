@@ -53,7 +53,8 @@ def test_batches_give_exactly_the_per_event_result(
 def test_a_dip_at_the_line_needs_its_span_beyond_the_line_too() -> None:
     # 300 events at exactly 0.70 build plenty of CUSUM evidence, but at z = 3 a 300-event span at 0.70
     # is not surely below 0.75 (upper bound about 0.77): the gated test waits for more evidence.
-    outcomes = np.array(([True] * 7 + [False] * 3) * 30 + [False] * 40, dtype=bool)
+    rng = np.random.default_rng(3)
+    outcomes = np.concatenate([rng.permutation([True] * 210 + [False] * 90), rng.random(200) < 0.3])  # independent
     ungated = SequentialTest(0.8, 0.7, 12.0, 0, line=None).advance(outcomes, np.ones(outcomes.size, dtype=bool))
     gated = SequentialTest(0.8, 0.7, 12.0, 0, line=0.75, z=3.0).advance(outcomes, np.ones(outcomes.size, dtype=bool))
     assert ungated and gated and gated[0].index > ungated[0].index
