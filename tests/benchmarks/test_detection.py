@@ -12,6 +12,7 @@ import pytest
 from decaywatch.producer.manifest import build_manifest
 from decaywatch.producer.scenario import parse_models
 from decaywatch.producer.stream import generate_all
+from tests.benchmarks import varied
 from tests.benchmarks.bench_detection import benchmark, render
 from tests.benchmarks.scenario import EVENTS_PER_WEEK, LINE, scenarios
 
@@ -33,5 +34,13 @@ def test_detection_targets() -> None:
     print("\n" + render(result))
 
     failed = [f"{v.scenario}: {v.target} [{v.measured}]" for v in result.verdicts if not v.passed]
-    assert len(result.verdicts) == 6
+    assert len(result.verdicts) == 10
     assert not failed, "targets missed:\n" + "\n".join(failed)
+
+
+@pytest.mark.timeout(600)
+def test_bursty_streams_of_every_kind_page_no_one_and_their_falls_are_caught() -> None:
+    spread = varied.run(30)
+    print("\n" + varied.render(spread))
+    assert spread.steady_alerts["decaywatch"] == 0
+    assert all(delay is not None for delay in spread.fall_delays["decaywatch"])
