@@ -30,7 +30,7 @@ class _PrintVersion(argparse.Action):
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the whole command tree (no side effects, and nothing heavy imported: ``--help`` and ``--version`` stay instant)."""
-    from decaywatch import baseline, demo, replay
+    from decaywatch import baseline, demo, policy, replay
     from decaywatch.consumer import cli as monitor_cli
     from decaywatch.deploy.kafka import cli as kafka_cli
     from decaywatch.producer import cli as producer_cli
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     monitor_cli.add_parser(subparsers)
     replay.add_parser(subparsers)
     baseline.add_parser(subparsers)
+    policy.add_parser(subparsers)
     kafka_cli.add_parser(subparsers)
     return parser
 
