@@ -43,13 +43,15 @@ e2e: setup
 
 # The detection benchmark (pytest), then consumption throughput on a local broker (about 10 minutes on 2 cores),
 # produce-to-/metrics latency at 10,000 events/s (about 2 minutes), the memory of 1,000 and 10,000 models, and
-# the label join: joined-vs-inline throughput and 10 million pending predictions (about 3 minutes).
+# the label join: joined-vs-inline throughput and 10 million pending predictions (about 3 minutes), and false alarms
+# across 1,000 stable models against the policy's prediction (about 3 minutes).
 bench: setup
 	$(BIN)/python -m pytest tests/benchmarks -s
 	$(BIN)/python -m tests.benchmarks.bench_throughput
 	$(BIN)/python -m tests.benchmarks.bench_latency
 	$(BIN)/python -m tests.benchmarks.bench_fleet_memory
 	$(BIN)/python -m tests.benchmarks.bench_join
+	$(BIN)/python -m tests.benchmarks.bench_fleet_alarms
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache
