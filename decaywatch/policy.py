@@ -15,10 +15,6 @@ import argparse
 import sys
 from typing import Any
 
-from decaywatch.monitor.config import ConfigError, ModelPolicy
-from decaywatch.monitor.rates import expected_events, markov_phi
-from decaywatch.monitor.rule import reference_margin
-
 DAY_SECONDS = 86_400.0
 
 
@@ -49,6 +45,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from decaywatch.monitor.config import ConfigError, ModelPolicy  # here, so --help imports nothing heavy
+    from decaywatch.monitor.rates import expected_events, markov_phi
+    from decaywatch.monitor.rule import reference_margin
+
     try:
         policy = ModelPolicy(baseline=args.baseline, threshold=args.threshold, margin=args.margin, evidence=args.evidence)
         if args.models < 1 or (args.labels_per_day is not None and args.labels_per_day <= 0):

@@ -41,7 +41,7 @@ not taken for a fall.  With independent errors the inflation is 1.
 >>> test = SequentialTest(good=0.8, bad=0.7, evidence=3.0, cooldown=0, line=None)
 >>> outcomes = np.array([True] * 50 + [False, True, False] * 6 + [True] * 40, dtype=bool)
 >>> [(t.index, t.firing) for t in test.advance(outcomes, np.ones(108, dtype=bool))]
-[(62, True), (91, False)]
+[(62, True), (90, False)]
 """
 
 from __future__ import annotations

@@ -124,7 +124,13 @@ def scenarios(stable_events: int = 200_000, episodes: int = 3) -> list[Scenario]
         Scenario("lesson", lesson, weekly=True),
         *(Scenario(f"bursty {stick}", _bursty(stick, (stable_events, BASELINE, BASELINE))) for stick in BURSTY_STICKS),
         Scenario("bursty sudden", _bursty(0.7, steady, (10_000, 0.65, 0.65))),
+        Scenario("sparse stable", _segments((30 * SPARSE_PER_DAY, BASELINE, BASELINE))),
+        Scenario("sparse fall", _segments((15 * SPARSE_PER_DAY, BASELINE, BASELINE), (15 * SPARSE_PER_DAY, 0.65, 0.65))),
     ]
+
+
+SPARSE_PER_DAY = 1200
+"""Labels a day of the sparse scenarios (50 an hour): 30 days hold 36,000 labeled events."""
 
 
 BURSTY_STICKS = (0.5, 0.7, 0.9)

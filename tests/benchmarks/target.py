@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from tests.benchmarks.outcome import Summary
-from tests.benchmarks.scenario import BURSTY_STICKS
+from tests.benchmarks.scenario import BURSTY_STICKS, SPARSE_PER_DAY
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,21 @@ TARGETS = (
             lambda s: f"alert rate {s.alert_rate:.0%}",
         )
         for stick in BURSTY_STICKS
+    ),
+    Target(
+        "sparse stable",
+        "no alert in any seed (50 labels an hour for 30 days)",
+        lambda s: s.alert_rate == 0.0,
+        lambda s: f"alert rate {s.alert_rate:.0%}",
+    ),
+    Target(
+        "sparse fall",
+        "detected in every seed within a day (1,200 labels)",
+        lambda s: s.detection_rate == 1.0 and _at_most(s.delay_max, SPARSE_PER_DAY),
+        lambda s: (
+            f"detected {s.detection_rate:.0%}, median delay {s.delay_median} ({(s.delay_median or 0) / 50:.1f} h), "
+            f"max {s.delay_max}"
+        ),
     ),
     Target(
         "bursty sudden",

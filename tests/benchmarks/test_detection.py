@@ -34,7 +34,7 @@ def test_detection_targets() -> None:
     print("\n" + render(result))
 
     failed = [f"{v.scenario}: {v.target} [{v.measured}]" for v in result.verdicts if not v.passed]
-    assert len(result.verdicts) == 10
+    assert len(result.verdicts) == 12
     assert not failed, "targets missed:\n" + "\n".join(failed)
 
 
