@@ -416,7 +416,7 @@ class ConfluentEventSource:
         except KafkaException as error:  # nothing lost: what is not stored is read again after the next move
             self._health.warn(f"could not store consumed offsets: {error}")
 
-    def commit(self) -> None:
+    def commit(self) -> bool:
         from confluent_kafka import KafkaError, KafkaException
 
         try:
@@ -424,13 +424,14 @@ class ConfluentEventSource:
         except KafkaException as exception:
             error = exception.args[0]
             if error.code() == KafkaError._NO_OFFSET:
-                return  # nothing consumed since the last commit
+                return True  # nothing consumed since the last commit
             # A rebalance or an outage: the next owner, or the next commit, starts from the last good one (at least once).
-            log.warning("offset commit failed; the batch will be re-read if this member stops first: %s", error.str())
-            return
+            log.warning("offset commit failed; retried at the next checkpoint: %s", error.str())
+            return False
         failed = [f"{tp.partition}: {tp.error.str()}" for tp in committed or [] if tp.error is not None]
         if failed:
-            log.warning("offset commit failed for partition(s) %s; they will be re-read if this member stops first", failed)
+            log.warning("offset commit failed for partition(s) %s; retried at the next checkpoint", failed)
+        return not failed
 
     def lag(self) -> dict[tuple[str, int], int]:
         """Behind the end of each assigned partition, from the high watermarks of the last fetches (no request)."""

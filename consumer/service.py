@@ -301,7 +301,11 @@ class MonitorService:
             if self.alerts.flush() is not False and delivered:
                 self._commit(True, now)
         elif self._uncommitted and self._checkpoints.ready(now):
-            self.checkpoint(flush_timeout_s=IDLE_FLUSH_TIMEOUT_S)
+            if self.state_store is None:  # a commit Kafka refused (a rebalance): tried again
+                self._uncommitted = not self.source.commit()
+                self._checkpoints.restart(now)
+            else:
+                self.checkpoint(flush_timeout_s=IDLE_FLUSH_TIMEOUT_S)
 
     def _export(self) -> None:
         """Hand the metrics one snapshot of every model (at most once per batch)."""
@@ -322,7 +326,7 @@ class MonitorService:
             if self._undelivered_warning.ready(now):
                 log.warning("alerts or dead letters not yet acknowledged by Kafka: retrying; offsets are not committed meanwhile")
         elif self.state_store is None:
-            self.source.commit()
+            self._uncommitted = not self.source.commit()
         elif self._checkpoints.ready(now):
             self.checkpoint()
         else:
@@ -358,8 +362,7 @@ class MonitorService:
                 self._checkpoints.restart(self.clock())
                 return
         self._unflushed = False
-        self.source.commit()
-        self._uncommitted = False
+        self._uncommitted = not self.source.commit()  # refused in a rebalance: the idle loop tries again
         self.ledger.saved()
         self._checkpoints.restart(self.clock())
 

@@ -40,8 +40,8 @@ class EventSource(Protocol):
     def poll(self, timeout_s: float) -> RawBatch | None:
         """The next batch, or ``None`` when nothing arrived before the timeout."""
 
-    def commit(self) -> None:
-        """Everything returned by ``poll`` so far is handled: commit it."""
+    def commit(self) -> bool:
+        """Everything returned by ``poll`` so far is handled: commit it; False when Kafka refused (a rebalance)."""
 
     def lag(self) -> dict[tuple[str, int], int]:
         """Messages behind the end of each assigned partition, as far as the source knows."""
@@ -187,17 +187,19 @@ class KafkaEventSource:
         records = [record for partition_records in polled.values() for record in partition_records]
         return batch_from_records(records)
 
-    def commit(self) -> None:
+    def commit(self) -> bool:
         from kafka.errors import CommitFailedError, IllegalGenerationError, RebalanceInProgressError, UnknownMemberIdError
 
         try:
             self._consumer.commit()
+            return True
         except (CommitFailedError, RebalanceInProgressError, IllegalGenerationError, UnknownMemberIdError) as error:
             # The group rebalanced (or is rebalancing) while this batch was handled: its partitions may now belong
             # to another member, which re-reads from the last commit (at least once; with state, events a restored
             # checkpoint already holds are skipped).  kafka-python 3 raises the broker's error for a commit made
             # while the group rebalances; it ended the monitor before (a fresh-clone run, test_scale_out).
-            log.warning("offset commit failed in a rebalance; what it covered will be re-read: %s", error)
+            log.warning("offset commit failed in a rebalance; retried at the next checkpoint: %s", error)
+            return False
 
     def lag(self) -> dict[tuple[str, int], int]:
         lags: dict[tuple[str, int], int] = {}

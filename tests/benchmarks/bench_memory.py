@@ -70,8 +70,8 @@ class GeneratedSource:
         self._offset += n
         return RawBatch(values, [None] * n, np.full(n, time.time()), ["predictions"] * n, [0] * n, offsets)
 
-    def commit(self) -> None:
-        pass
+    def commit(self) -> bool:
+        return True
 
     def lag(self) -> dict[tuple[str, int], int]:
         return {("predictions", 0): self.total - self.sent}

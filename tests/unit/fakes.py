@@ -38,9 +38,10 @@ class MemorySource:
             offsets=offsets,
         )
 
-    def commit(self) -> None:
+    def commit(self) -> bool:
         self.committed = self._polled_to
         self.journal.append(f"commit {self.committed}")
+        return True
 
     def lag(self) -> dict[tuple[str, int], int]:
         return {("predictions", 0): sum(len(b) for b in self._batches)}
@@ -129,10 +130,11 @@ class PartitionedSource:
         n = len(values)
         return RawBatch(values, [None] * n, np.full(n, 1.0), topics, partitions, offsets)
 
-    def commit(self) -> None:
+    def commit(self) -> bool:
         for where in self.logs:
             if where[1] in self.assigned:
                 self.committed[where] = self.position[where]
+        return True
 
     def lag(self) -> dict[tuple[str, int], int]:
         return {}

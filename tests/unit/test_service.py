@@ -196,6 +196,6 @@ def test_an_offset_commit_refused_in_a_rebalance_is_logged_not_fatal() -> None:
             raise self.error
 
     for error in (RebalanceInProgressError(), CommitFailedError(), IllegalGenerationError(), UnknownMemberIdError()):
-        KafkaEventSource(Refusing(error), 10).commit()
+        assert KafkaEventSource(Refusing(error), 10).commit() is False
     with pytest.raises(ValueError):  # anything else still ends the service with one line
         KafkaEventSource(Refusing(ValueError("boom")), 10).commit()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import orjson
+import pytest
 
 from decaywatch.consumer.changelog import MemoryStateStore
 from decaywatch.consumer.metrics import ServiceMetrics
@@ -37,7 +38,7 @@ def logs() -> dict[int, list[bytes]]:
     return out
 
 
-def service(source: PartitionedSource, store: MemoryStateStore, interval: float) -> MonitorService:
+def service(source: PartitionedSource, store: MemoryStateStore | None, interval: float) -> MonitorService:
     journal: list[str] = []
     return MonitorService(
         source, Monitor(MonitorConfig(POLICY)), MemoryAlertSink(journal), MemoryDeadLetters(journal), ServiceMetrics(),
@@ -137,6 +138,30 @@ def test_an_idle_monitor_checkpoints_what_it_handled_once_the_interval_has_passe
     svc.clock.now += 100.0  # type: ignore[attr-defined]
     assert svc.step() is None  # no input: the handled tail is checkpointed and committed
     assert source.committed == t({0: 300, 1: 300}) and store.records["m0"].offset == 298
+
+
+class RefusingSource(PartitionedSource):
+    """A member whose commits Kafka refuses while ``rebalancing`` (kafka-python's RebalanceInProgressError)."""
+
+    rebalancing = False
+
+    def commit(self) -> bool:
+        return False if self.rebalancing else super().commit()
+
+
+@pytest.mark.parametrize("with_state", [True, False])
+def test_a_commit_refused_in_a_rebalance_is_tried_again_while_idle(with_state: bool) -> None:
+    source = RefusingSource({("t", p): log for p, log in logs().items()})
+    source.assign({0, 1})
+    # with state every batch is checkpointed (interval 0), so the last commit of the stream is the refused one
+    svc = service(source, MemoryStateStore() if with_state else None, interval=0.0 if with_state else 100.0)
+    source.rebalancing = True
+    drain(svc)  # everything handled, every commit refused
+    assert source.committed == t({0: 0, 1: 0}) and source.position == t({0: 300, 1: 300})
+    source.rebalancing = False
+    svc.clock.now += 100.0  # type: ignore[attr-defined]
+    assert svc.step() is None  # idle: committed after all (before, the handled tail stayed uncommitted)
+    assert source.committed == t({0: 300, 1: 300})
 
 
 class UnreachableStore(MemoryStateStore):
