@@ -94,11 +94,11 @@ _NUMBER_SET: Final = frozenset(_NUMBER_TYPES)
 _SCORE_TYPES: Final = frozenset((int, float, type(None)))
 _EVENT_ID_TYPES: Final = frozenset((str, int, type(None)))
 _STAMP_TYPES: Final = frozenset((int, float, type(None)))
+"""``ts`` types the column check passes on (a string ``ts`` is parsed event by event, in the diagnosis)."""
 Columns3 = tuple[npt.NDArray[np.object_], npt.NDArray[np.object_], npt.NDArray[np.object_]]
+"""A batch's predictions, labels and event ids as object arrays."""
 Absent = tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_], npt.NDArray[np.bool_]]
 """Which events lack a prediction, a label and an event id."""
-"""A batch's predictions, labels and event ids as object arrays."""
-"""``ts`` types the column check passes on (a string ``ts`` is parsed event by event, in the diagnosis)."""
 _VERSION_TYPES: Final = frozenset((str, type(None)))
 _FIELDS: Final = ("model", "prediction", "label", "ts", "event_id", "score", "features", "model_version")
 _FIELD_SLICE: Final = 1024
