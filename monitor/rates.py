@@ -32,6 +32,8 @@ from typing import Final
 
 import numpy as np
 
+from decaywatch.monitor.sequential import log_ratios, reference_accuracies
+
 MAX_STATES: Final = 2000
 """The lattice's size at most (a dense system of 2,000 unknowns: 32 MB, well under a second)."""
 RIGHT_STEPS: Final = 16
@@ -39,10 +41,8 @@ RIGHT_STEPS: Final = 16
 
 
 def increments(line: float, margin: float) -> tuple[float, float]:
-    """The test's log-likelihood ratios for a right and a wrong prediction (as in ``sequential.py``)."""
-    bad = min(max(line - margin, 1e-6), 1.0 - 2e-6)
-    good = max(min(line + margin, 1.0 - 1e-6), bad + 1e-6)
-    return math.log(bad / good), math.log((1.0 - bad) / (1.0 - good))
+    """The test's log-likelihood ratios for a right and a wrong prediction."""
+    return log_ratios(*reference_accuracies(line, margin))
 
 
 def expected_events(accuracy: float, line: float, margin: float, evidence: float, phi: float = 1.0) -> float:

@@ -51,7 +51,7 @@ from decaywatch.monitor.config import MetricRule, ModelPolicy
 from decaywatch.monitor.episode import EpisodeState
 from decaywatch.monitor.metric import Counts, Mask, Metric, MetricSeries
 from decaywatch.monitor.metrics import REGISTRY
-from decaywatch.monitor.sequential import SequentialTest
+from decaywatch.monitor.sequential import SequentialTest, reference_accuracies
 
 DEGRADATION: Final = "degradation"
 FLOOR: Final = "floor"
@@ -258,13 +258,9 @@ class Rule:
 
 
 def sequential_test(line: float, margin: float, policy: ModelPolicy) -> SequentialTest:
-    """A sequential test centred on ``line`` with the policy's evidence, cool-down and confidence.
-
-    A line at or below 0 (a baseline under the threshold) or at 1 keeps valid
-    reference rates: the test then simply never finds the evidence to fire.
-    """
-    bad = min(max(line - margin, 1e-6), 1.0 - 2e-6)
-    good = max(min(line + margin, 1.0 - 1e-6), bad + 1e-6)
+    """A sequential test centred on ``line`` (``reference_accuracies``) with the policy's evidence, cool-down and
+    confidence."""
+    good, bad = reference_accuracies(line, margin)
     return SequentialTest(
         good, bad, policy.evidence, policy.cooldown, line=line, z=policy.confidence_z, discount_bursts=policy.discount_bursts
     )

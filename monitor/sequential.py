@@ -60,6 +60,22 @@ SCALE: Final = 1_000_000
 """Log-likelihood ratios are counted in millionths (integers), so sums are exact."""
 
 
+def reference_accuracies(line: float, margin: float) -> tuple[float, float]:
+    """``good`` and ``bad`` for a test centred on ``line``: ``line +/- margin``, kept inside (0, 1) and apart.
+
+    A line at or below 0 (a baseline under the threshold) or at 1 keeps valid
+    reference rates: the test then simply never finds the evidence to fire.
+    """
+    bad = min(max(line - margin, 1e-6), 1.0 - 2e-6)
+    good = max(min(line + margin, 1.0 - 1e-6), bad + 1e-6)
+    return good, bad
+
+
+def log_ratios(good: float, bad: float) -> tuple[float, float]:
+    """The log-likelihood ratio a right prediction adds (negative) and a wrong one adds (positive)."""
+    return math.log(bad / good), math.log((1.0 - bad) / (1.0 - good))
+
+
 @dataclass(frozen=True, slots=True)
 class TestTransition:
     """An episode opens (``firing``) or closes at event ``index`` of the batch.
@@ -105,8 +121,8 @@ class SequentialTest:
             raise ValueError(f"evidence must be positive, not {evidence}")
         self.good, self.bad, self.evidence, self.cooldown = good, bad, evidence, cooldown
         self.line, self.z = line, z
-        self._right = round(math.log(bad / good) * SCALE)  # < 0
-        self._wrong = round(math.log((1.0 - bad) / (1.0 - good)) * SCALE)  # > 0
+        right, wrong = log_ratios(good, bad)
+        self._right, self._wrong = round(right * SCALE), round(wrong * SCALE)  # < 0, > 0
         self._limit = round(evidence * SCALE)
         self.discount_bursts = discount_bursts
         self.dependence = Dependence()
