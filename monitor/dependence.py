@@ -98,10 +98,10 @@ class Dependence:
         far_ok = np.ones(m, dtype=bool)
         far_ok[: max(LAG - h, 0)] = False
         columns = (wrong, near_ok, wrong & padded[LAG - 1 : LAG - 1 + m] & near_ok, far_ok, wrong & padded[:m] & far_ok)
+        self.recent = padded[max(LAG - h, m) :].copy()  # the last LAG events (fewer early on)
         if self.into_block and self.into_block + m < BLOCK:  # no block starts here (a fleet's model, a small batch)
             self.counts += [m, *(int(np.count_nonzero(column)) for column in columns)]
             self.into_block += m
-            self.recent = padded[max(LAG - h, m) :].copy()
             return np.full(m, self._phi, dtype=np.int64)
         prefix = np.zeros((len(_COUNTS), m + 1), dtype=np.int64)
         prefix[0, 1:] = np.arange(1, m + 1)
@@ -118,7 +118,6 @@ class Dependence:
             values.append(_phi(*counts))
         self.counts = np.array(base, dtype=np.int64) + prefix[:, m]
         self.into_block = (self.into_block + m) % BLOCK
-        self.recent = padded[max(LAG - h, m) :].copy()  # the last LAG events (fewer early on)
         lengths = np.diff(np.append(starts, m))
         head = int(starts[0]) if starts.size else m
         out = np.repeat(np.array([self._phi, *values], dtype=np.int64), np.concatenate([[head], lengths]))
