@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from decaywatch.monitor.rates import markov_phi
 from tests.benchmarks.detector import DecaywatchDetector, policy
 from tests.benchmarks.scenario import bursty, piecewise
 
@@ -41,9 +42,7 @@ class Draw:
     @property
     def phi(self) -> float:
         """The true variance inflation of the chain at the baseline accuracy."""
-        q = 1.0 - self.accuracy
-        lam = self.stick - q * (1.0 - self.stick) / (1.0 - q)
-        return (1.0 + lam) / (1.0 - lam)
+        return markov_phi(self.accuracy, self.stick)
 
 
 def draw(seed: int) -> Draw:

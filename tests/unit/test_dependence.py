@@ -11,15 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from decaywatch.monitor.dependence import INFLATION_SCALE, Dependence
+from decaywatch.monitor.rates import markov_phi
 from decaywatch.monitor.sequential import SequentialTest
 from tests.benchmarks.scenario import bursty, piecewise
-
-
-def markov_phi(accuracy: float, stick: float) -> float:
-    """The true inflation of the benchmark's bursty chain: (1 + lambda) / (1 - lambda), lambda = P(w|w) - P(w|r)."""
-    q = 1.0 - accuracy
-    lam = stick - q * (1.0 - stick) / (1.0 - q)
-    return (1.0 + lam) / (1.0 - lam)
 
 
 @settings(max_examples=100, deadline=None)
