@@ -27,6 +27,7 @@ import numpy as np
 from decaywatch.monitor.config import Limits, ModelPolicy, MonitorConfig
 from decaywatch.monitor.engine import Monitor
 from decaywatch.monitor.rates import expected_events
+from decaywatch.monitor.rule import reference_margin
 from decaywatch.monitor.schema import EventBatch
 
 BASELINE, THRESHOLD = 0.85, 0.1
@@ -68,7 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for evidence in (float(e) for e in args.evidence.split(",")):
         fired, seconds = false_alarms(args.models, args.events, evidence)
-        interval = expected_events(BASELINE, line, THRESHOLD / 2, evidence)
+        margin = reference_margin(ModelPolicy(baseline=BASELINE, threshold=THRESHOLD, evidence=evidence), THRESHOLD)
+        interval = expected_events(BASELINE, line, margin, evidence)
         expected = args.models * args.events / interval
         model_days = args.models * args.events / PER_DAY
         print(
