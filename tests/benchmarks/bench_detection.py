@@ -6,7 +6,8 @@ Run from the repository root::
 
 Every scenario (see :mod:`tests.benchmarks.scenario`) is generated once per
 seed and fed to every detector (then the bursty streams whose accuracy,
-threshold and run length vary by seed, :mod:`tests.benchmarks.varied`); the table compares them and the verdicts
+threshold and run length vary by seed, :mod:`tests.benchmarks.varied`, and
+the 2%-positive model whose recall falls, :mod:`tests.benchmarks.imbalance`); the table compares them and the verdicts
 check decaywatch's default policy against its targets.  Exit code 0 when every
 target passes, 1 otherwise.
 """
@@ -29,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from decaywatch.monitor.config import ModelPolicy
-from tests.benchmarks import varied
+from tests.benchmarks import imbalance, varied
 from tests.benchmarks.detector import DecaywatchDetector, Detector, detectors
 from tests.benchmarks.outcome import Run, Summary, judge, summarize
 from tests.benchmarks.report import table, timing_lines, verdict_lines
@@ -154,11 +155,19 @@ def run(args: argparse.Namespace) -> int:
     print(f"\n{varied.render(spread)}\n")
     print(f"{'PASS' if quiet else 'FAIL'}  {JUDGED} / bursty, varied: no alert in any seed on the steady streams")
     print(f"{'PASS' if caught else 'FAIL'}  {JUDGED} / bursty, varied: every fall by twice the threshold caught")
+    skewed = imbalance.run(seeds, with_river=not args.no_river)
+    skewed_quiet, skewed_caught = imbalance.passed(skewed)
+    print(f"\n{imbalance.render(skewed)}\n")
+    print(f"{'PASS' if skewed_quiet else 'FAIL'}  {JUDGED} / class imbalance: no alert in any seed on the steady streams")
+    print(f"{'PASS' if skewed_caught else 'FAIL'}  {JUDGED} / class imbalance: every fall in recall caught by the recall rule")
     if args.json is not None:
-        document = result.to_json() | {"bursty_varied": dataclasses.asdict(spread)}
+        document = result.to_json() | {
+            "bursty_varied": dataclasses.asdict(spread),
+            "class_imbalance": dataclasses.asdict(skewed),
+        }
         args.json.write_text(json.dumps(document, indent=2) + "\n")
         print(f"\nwrote {args.json}")
-    return 0 if result.passed and quiet and caught else 1
+    return 0 if result.passed and quiet and caught and skewed_quiet and skewed_caught else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

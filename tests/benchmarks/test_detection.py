@@ -12,7 +12,7 @@ import pytest
 from decaywatch.producer.manifest import build_manifest
 from decaywatch.producer.scenario import parse_models
 from decaywatch.producer.stream import generate_all
-from tests.benchmarks import varied
+from tests.benchmarks import imbalance, varied
 from tests.benchmarks.bench_detection import benchmark, render
 from tests.benchmarks.scenario import EVENTS_PER_WEEK, LINE, scenarios
 
@@ -44,3 +44,11 @@ def test_bursty_streams_of_every_kind_page_no_one_and_their_falls_are_caught() -
     print("\n" + varied.render(spread))
     assert spread.steady_alerts["decaywatch"] == 0
     assert all(delay is not None for delay in spread.fall_delays["decaywatch"])
+
+
+@pytest.mark.timeout(600)
+def test_a_two_percent_positive_model_losing_recall_is_caught_by_its_recall_rule_and_nothing_pages_when_steady() -> None:
+    skewed = imbalance.run(30, with_river=False)
+    print("\n" + imbalance.render(skewed))
+    assert imbalance.passed(skewed) == (True, True)
+    assert all(delay is None for delay in skewed.fall_delays["decaywatch / degradation"]), "accuracy hides this fall"
