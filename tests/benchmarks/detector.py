@@ -64,6 +64,8 @@ class DecaywatchDetector:
     policy: ModelPolicy
     chunk: int = 5000
     resolves: bool = True
+    seconds_apart: float = 1.0
+    """Event time between labeled events (the label rate: rules count labels, event-time windows see the rate)."""
 
     def run(self, correct: npt.NDArray[np.bool_]) -> Alerts:
         monitor = Monitor(MonitorConfig(self.policy))
@@ -79,7 +81,7 @@ class DecaywatchDetector:
                 model_codes=np.zeros(n, np.int32),
                 labeled=np.ones(n, bool),
                 correct=bits,
-                event_time=source.astype(np.float64),
+                event_time=source * self.seconds_apart,
                 source_index=source,
             )
             began = time.perf_counter()

@@ -1,8 +1,10 @@
 """Bursty errors not tuned to one generator: every seed draws its own accuracy, threshold and run length.
 
-Per seed: a baseline accuracy in [0.7, 0.99], a threshold in [0.02, 0.2] and
+Per seed: a baseline accuracy in [0.7, 0.99], a threshold in [0.02, 0.2],
 a chance in [0.3, 0.95] that a wrong prediction is followed by another (mean
-runs of 1.4 to 20 errors).  Two streams with errors in runs of that kind:
+runs of 1.4 to 20 errors), and a label rate from 1,200 to 100,000 a day
+(log-uniform: the labeled events' times are spaced by it; the rules count
+labeled events, the event-time windows see the rate).  Two streams with errors in runs of that kind:
 
 - *steady*: 200,000 labeled events at the baseline (any alert is a false page);
 - *fall*: 50,000 at the baseline, then 20,000 at ``baseline - 2 * threshold``
@@ -38,6 +40,8 @@ class Draw:
     accuracy: float
     threshold: float
     stick: float
+    per_day: int
+    """Labeled events a day."""
 
     @property
     def phi(self) -> float:
@@ -48,7 +52,10 @@ class Draw:
 def draw(seed: int) -> Draw:
     rng = np.random.default_rng([seed, zlib.crc32(b"varied")])
     return Draw(
-        round(float(rng.uniform(0.7, 0.99)), 3), round(float(rng.uniform(0.02, 0.2)), 3), round(float(rng.uniform(0.3, 0.95)), 2)
+        round(float(rng.uniform(0.7, 0.99)), 3),
+        round(float(rng.uniform(0.02, 0.2)), 3),
+        round(float(rng.uniform(0.3, 0.95)), 2),
+        round(10 ** float(rng.uniform(np.log10(1200), 5))),
     )
 
 
@@ -79,8 +86,10 @@ def run(seeds: int) -> VariedResult:
     for seed, d in enumerate(draws):
         settings = {"baseline": d.accuracy, "threshold": d.threshold}
         found = {
-            "decaywatch": DecaywatchDetector("decaywatch", policy(**settings)),
-            "decaywatch iid": DecaywatchDetector("decaywatch iid", policy(**settings, discount_bursts=False)),
+            "decaywatch": DecaywatchDetector("decaywatch", policy(**settings), seconds_apart=86400 / d.per_day),
+            "decaywatch iid": DecaywatchDetector(
+                "decaywatch iid", policy(**settings, discount_bursts=False), seconds_apart=86400 / d.per_day
+            ),
         }
         rng = np.random.default_rng([seed, zlib.crc32(b"varied-streams")])
         steady = bursty(rng, [(STEADY_EVENTS, d.accuracy, d.accuracy)], d.stick).correct
@@ -98,7 +107,8 @@ def run(seeds: int) -> VariedResult:
 def render(result: VariedResult) -> str:
     seeds = len(result.draws)
     lines = [
-        f"bursty, varied ({seeds} seeds: baseline 0.7-0.99, threshold 0.02-0.2, P(wrong|wrong) 0.3-0.95):",
+        f"bursty, varied ({seeds} seeds: baseline 0.7-0.99, threshold 0.02-0.2, P(wrong|wrong) 0.3-0.95, "
+        "1,200-100,000 labels a day):",
     ]
     for name in result.steady_alerts:
         caught = [x for x in result.fall_delays[name] if x is not None]
