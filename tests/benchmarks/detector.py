@@ -81,7 +81,7 @@ class DecaywatchDetector:
                 model_codes=np.zeros(n, np.int32),
                 labeled=np.ones(n, bool),
                 correct=bits,
-                event_time=source * self.seconds_apart,
+                event_time=source.astype(np.float64) * self.seconds_apart,
                 source_index=source,
             )
             began = time.perf_counter()
