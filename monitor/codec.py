@@ -65,7 +65,7 @@ def decode(values: Sequence[bytes | None]) -> tuple[list[Any], list[int], list[R
     loads = orjson.loads
     try:
         with collector_paused():
-            objects = [loads(v) for v in values]  # type: ignore[arg-type]  # a None raises TypeError: handled below
+            objects = list(map(loads, values))  # type: ignore[arg-type]  # a None raises TypeError: handled below
     except (orjson.JSONDecodeError, TypeError):
         pass
     else:

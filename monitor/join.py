@@ -720,7 +720,7 @@ def _clock_value(value: float) -> float | None:
 
 
 def _value_kinds(values: npt.NDArray[np.object_]) -> npt.NDArray[np.int8]:
-    return np.array([_TYPE_CODES[type(v)] for v in values.tolist()], dtype=np.int8)
+    return np.fromiter(map(_TYPE_CODES.__getitem__, map(type, values.tolist())), dtype=np.int8, count=values.shape[0])
 
 
 def _empty() -> Joined:
