@@ -44,7 +44,10 @@ class Monitor:
         """Update every model in the batch; returns alert transitions in stream order."""
         if not len(batch):
             return []
-        order = np.argsort(batch.model_codes, kind="stable")
+        codes = batch.model_codes
+        if len(batch.models) <= np.iinfo(np.int16).max:  # numpy's stable sort of 16-bit integers is a radix sort: 3-9x faster
+            codes = codes.astype(np.int16)
+        order = np.argsort(codes, kind="stable")
         bounds = np.cumsum(np.bincount(batch.model_codes, minlength=len(batch.models)))
         steps: list[tuple[ModelTracker, Step]] = []
         start = 0
